@@ -1,0 +1,1 @@
+"""orchestrator: Ray Tune + Ray Train sweeps over pose_core, Parquet results, the CLI."""

@@ -1,0 +1,1 @@
+"""The study's experiments, one small declarative file each."""
