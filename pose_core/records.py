@@ -86,16 +86,24 @@ class ReadReport:
     file: str
     kept: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    notes: Counter[str] = field(default_factory=Counter)
 
     def skip(self, reason: str, count: int = 1) -> None:
         self.skipped[reason] += count
+
+    def note(self, what: str, count: int = 1) -> None:
+        """Something done to kept records that the user should know (e.g. area from bbox)."""
+        self.notes[what] += count
 
     def summary(self) -> str:
         text = f"{self.file}: kept {self.kept} instances"
         if self.skipped:
             parts = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
             text += f"; skipped {sum(self.skipped.values())} ({parts})"
+        if self.notes:
+            text += "; " + ", ".join(f"{n} {what}" for what, n in sorted(self.notes.items()))
         return text
 
     def as_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "kept": self.kept, "skipped": dict(self.skipped)}
+        return {"file": self.file, "kept": self.kept, "skipped": dict(self.skipped),
+                "notes": dict(self.notes)}
