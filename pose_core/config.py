@@ -25,6 +25,8 @@ DecodeName = Literal["standard", "dark"]
 EncodeName = Literal["standard", "unbiased"]
 AreaRule = Literal["given", "bbox"]
 PckNormaliser = Literal["bbox", "diagonal", "sqrt_area"]
+# The study's five photometric augmentations, alone and together (pose_core.augment).
+AugmentName = Literal["none", "blur", "noise", "hsv", "brightness_contrast", "grayscale", "all"]
 
 
 @dataclass(frozen=True)
@@ -32,18 +34,19 @@ class DataConfig:
     """Where training and test instances come from, and how they are prepared.
 
     Dataset fields hold catalog names (resolved by the orchestrator's catalog) or paths.
-    ``base`` is used whole; ``real_count`` and ``synthetic_count`` draw nested subsets
+    ``base`` is used whole (or ``base_count`` images of it); ``real_count`` and ``synthetic_count`` draw nested subsets
     (the 10 real images are inside the 50 for the same ``subset_seed``).
     """
 
     base: str | None = "animalpose"
+    base_count: int | None = None
     real: str | None = "lynx-train"
     real_count: int = 0
     synthetic: str | None = "lynx-synthetic"
     synthetic_count: int = 0
     test: str = "lynx-test"
     subset_seed: int = 0
-    augment: str = "none"
+    augment: AugmentName = "none"
     geometric: bool = True
     cutmix: bool = False
     input_size: int = 256

@@ -1,0 +1,135 @@
+"""The shipped experiments: they import (validated), expand to the study's trial counts,
+repeat with seeds, and plan to CPU-sized configs in --smoke."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+import search_spaces
+from orchestrator.experiment import Cases, Experiment, Grid, Stage, expand_stage, trial_count
+from orchestrator.planning import SweepOptions, plan
+from orchestrator.tables import TABLES
+from pose_core.config import ConfigError
+
+# Final-stage trials before seed repeats: the rows of each table of the study.
+TRIALS = {
+    "backbones": 5,
+    "synthetic_amount": 10,
+    "augmentations": 7,
+    "hyperparameters": 9,
+    "hyperparameters_tpe": 9,
+    "real_amount": 9,
+    "real_plus_synthetic": 7,
+    "two_stage": 5,
+    "kitpose": 2,
+    "quickstart": 4,
+}
+NAMES = sorted(TRIALS)
+
+
+def test_every_shipped_experiment_is_counted_here() -> None:
+    assert search_spaces.names() == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_experiment_imports_and_has_the_study_trial_count(name: str) -> None:
+    module = importlib.import_module(f"search_spaces.{name}")
+    experiment = module.EXPERIMENT
+    assert experiment.name == name
+    assert module.__doc__ and experiment.description == module.__doc__
+    summary = search_spaces.describe(experiment)
+    assert summary["trials"] == TRIALS[name]
+    assert summary["table"] in TABLES  # a renderer exists for its table
+    for stage in experiment.stages:
+        references = [str(changes.get("model.weights")) for changes in _changes(stage)]
+        for ref in (r for r in references if r.startswith("@")):
+            assert ref.split(":", 1)[1] in stage.depends_on, (stage.name, ref)
+
+
+def _changes(stage: Stage) -> list[dict[str, object]]:
+    cases = list(stage.cases.cases.values()) if stage.cases else []
+    return [dict(stage.changes), *(dict(c) for c in cases)]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_variant_ids_are_unique_and_seeds_multiply(name: str) -> None:
+    experiment = search_spaces.load_experiment(name)
+    for stage in experiment.stages:
+        if stage.search != "grid":
+            continue
+        once = expand_stage(experiment, stage, seeds=1)
+        ids = [spec.variant_id for spec in once]
+        assert len(set(ids)) == len(ids) == trial_count(experiment, stage)
+        thrice = expand_stage(experiment.with_seeds(3), stage)
+        assert len(thrice) == 3 * len(once)
+        assert len({spec.trial_key for spec in thrice}) == len(thrice)
+        assert {spec.seed for spec in thrice} == {0, 1, 2}
+
+
+def test_seeds_option_triples_the_planned_grid(tmp_path: Path) -> None:
+    experiment = search_spaces.load_experiment("real_amount")
+    planned = plan(experiment, SweepOptions(results=str(tmp_path), seeds=3))
+    assert {stage: len(trials) for stage, trials in planned.items()} == {"pretrain": 3, "main": 27}
+
+
+def test_paper_values_are_on_the_axes() -> None:
+    from pose_core.augment import AUGMENT_SETS
+
+    augment = search_spaces.load_experiment("augmentations").final_stage.axes["data.augment"]
+    assert isinstance(augment, Grid) and set(augment.values) == set(AUGMENT_SETS)
+    hyper = search_spaces.load_experiment("hyperparameters").final_stage.axes
+    assert hyper["train.lr"] == Grid(5e-4, 1e-4, 1e-5)
+    assert hyper["train.epochs"] == Grid(50, 100, 210)
+    tpe = search_spaces.load_experiment("hyperparameters_tpe")
+    assert tpe.early_stopping and tpe.final_stage.scheduler == "asha"
+    assert tpe.final_stage.search == "optuna" and tpe.final_stage.num_samples == 9
+
+
+@pytest.mark.parametrize(
+    "axes, message",
+    [
+        ({"train.lrr": Grid(1e-3)}, "unknown key 'lrr'"),
+        ({"train.epochs": Grid(10, "ten")}, "expected an integer"),
+        ({"model.head": Grid("heatmap", "vitpose")}, "not one of"),
+        ({"data.base": Grid("@best:main")}, "stage references"),
+    ],
+)
+def test_broken_experiment_fails_at_construction(axes: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Experiment(name="broken", description="x", stages=(Stage(axes=axes),))
+
+
+def test_broken_case_fails_at_construction() -> None:
+    with pytest.raises(ConfigError, match="case 'b'.*expected an integer"):
+        Experiment(
+            name="broken",
+            description="x",
+            stages=(
+                Stage(cases=Cases({"a": {"data.real_count": 1}, "b": {"data.real_count": 1.5}})),
+            ),
+        )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_smoke_plan_is_cpu_sized_and_keeps_sizes_nested(name: str, tmp_path: Path) -> None:
+    experiment = search_spaces.load_experiment(name)
+    full = plan(experiment, SweepOptions(results=str(tmp_path)))
+    smoke = plan(experiment, SweepOptions(results=str(tmp_path), smoke=True))
+    assert list(full) == list(smoke)
+    for stage in full:
+        pairs = [(f.config.data, s.config) for f, s in zip(full[stage], smoke[stage], strict=True)]
+        for _, config in pairs:
+            assert config.model.backbone == "hrnet_w18_small" or config.data.input_size <= 64
+            assert config.data.input_size <= 128 and config.train.epochs <= 3
+            assert config.model.kit_dim <= 128 or config.model.head != "kitpose"
+            assert config.model.init != "imagenet"  # no weight files on a fresh machine
+            assert config.data.real_count <= 40  # the smoke catalog has 40 real images
+            assert config.data.synthetic_count <= 100
+        for field in ("real_count", "synthetic_count"):
+            # a larger full size stays strictly larger (distinct and nested)
+            sizes = sorted({(getattr(d, field), getattr(c.data, field)) for d, c in pairs})
+            shrunk = [small for _, small in sizes]
+            assert shrunk == sorted(set(shrunk)), (stage, field, sizes)
