@@ -1,0 +1,320 @@
+"""The ``posetune`` command. Arguments become typed config here, at the edge.
+
+Errors are one clear line on stderr with exit code 2; ``--debug`` shows the traceback.
+Heavy modules (torch, Ray) are imported inside the subcommands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, FileNotFoundError, KeyError, PermissionError, OSError,
+)
+
+
+def parse_set(values: Sequence[str]) -> dict[str, Any]:
+    """``--set train.lr=1e-4`` -> {"train.lr": 0.0001}; values parse as JSON, else strings."""
+    out: dict[str, Any] = {}
+    for item in values:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=1e-4")
+        key, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from search_spaces import describe_all
+
+    rows = describe_all()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        stages = ", ".join(f"{s['name']}:{s['trials']}" for s in r["stages"])
+        print(f"{r['name']:<{width}}  {r['trials']:>3} trials  stages [{stages}]  "
+              f"datasets {', '.join(r['datasets'])}")
+    return 0
+
+
+def sweep_options(args: argparse.Namespace, results: str) -> Any:
+    from orchestrator.planning import SweepOptions
+
+    return SweepOptions(
+        results=results, catalog=args.catalog, smoke=args.smoke, seeds=args.seeds,
+        overrides=parse_set(args.set or []), resume=args.resume, workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
+        max_concurrent=args.max_concurrent, optuna_storage=args.optuna_storage,
+        max_failures=args.max_failures, stages=tuple(args.stage or ()),
+        tune_storage=args.tune_storage, ray_address=args.address, debug=args.debug,
+    )
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from orchestrator.driver import run_sweep
+    from orchestrator.results import format_table
+    from search_spaces import load_experiment
+
+    experiment = load_experiment(args.experiment)
+    results = args.results or f"runs/{experiment.name}"
+    store = run_sweep(experiment, sweep_options(args, results))
+    print_results(store, experiment.name, format_table)
+    return 0
+
+
+def print_results(store: Any, experiment: str, format_table: Any) -> None:
+    from orchestrator.results import query
+
+    sql = (
+        "SELECT stage, variant_id, seed, status, round(AP, 3) AS AP, round(AP75, 3) AS AP75, "
+        "round(AP85, 3) AS AP85, round(PCK05, 3) AS PCK05, epochs_run, round(wall_s, 1) AS wall_s "
+        f"FROM trials WHERE experiment = '{experiment}' ORDER BY stage, variant_id, seed"
+    )
+    print(format_table(query(store.uri, sql), "table"))
+    print(f"results: {store.uri} (query with: posetune query {store.uri} --sql \"...\")")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import os
+
+    from orchestrator.driver import run_sweep
+    from orchestrator.planning import SweepOptions
+    from orchestrator.results import format_table
+    from search_spaces import load_experiment
+
+    out = Path(args.out).resolve()
+    os.environ["POSETUNE_DATA"] = str(out / "data")
+    experiment = load_experiment("quickstart")
+    print(f"posetune demo: {experiment.description.splitlines()[0]}")
+    print(f"data and results go to {out}")
+    options = SweepOptions(results=str(out / "results"), resume=args.resume, debug=args.debug)
+    store = run_sweep(experiment, options)
+    print_results(store, experiment.name, format_table)
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from orchestrator.results import format_table, query
+
+    print(format_table(query(args.results, args.sql), args.format))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pose_core.metrics import evaluate_files
+
+    result = evaluate_files(
+        args.gt, args.pred, sigmas=args.sigmas, area_rule=args.area_rule,
+        pck_normaliser=args.pck_normaliser, pck_threshold=args.pck_threshold,
+    )
+    values = result.as_dict()
+    if args.json:
+        print(json.dumps(values))
+        return 0
+    for key in ("AP", "AP50", "AP75", "AP85", "AR", "PCK05"):
+        print(f"{key:>6}  {values[key]:.4f}")
+    print(f"sigmas {values['sigma_set']} ({values['sigma_digest']}), area rule "
+          f"{values['area_rule']}, PCK normaliser {values['pck_normaliser']}, "
+          f"{values['num_instances']} instances")
+    return 0
+
+
+def cmd_model_info(args: argparse.Namespace) -> int:
+    from pose_core.config import ModelConfig
+    from pose_core.model_info import model_info
+
+    cfg = ModelConfig(backbone=args.backbone, head=args.head, init="random")
+    info = model_info(cfg, num_keypoints=args.keypoints, input_size=args.input)
+    values = info.as_dict() if hasattr(info, "as_dict") else dict(vars(info))
+    if args.json:
+        print(json.dumps(values))
+    else:
+        for key, value in values.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from pose_core.synth import SynthConfig, generate
+
+    config = SynthConfig(images=args.images, seed=args.seed, scenes=args.scenes, style=args.style)
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 20) == 0:
+            print(f"\rgenerating {done}/{total} images", end="", file=sys.stderr, flush=True)
+
+    path = generate(args.out, config, progress)
+    print(file=sys.stderr)
+    print(path)
+    return 0
+
+
+def cmd_data_convert(args: argparse.Namespace) -> int:
+    from pose_core.readers import czechlynx_to_coco
+
+    report = czechlynx_to_coco(args.csv, args.out, split=args.split, image_root=args.images)
+    print(report.summary(), file=sys.stderr)
+    print(args.out)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from orchestrator.predict import run_predict
+
+    run_predict(args)
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from orchestrator.tables import render_table
+
+    print(render_table(args.name, args.results, args.format))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from orchestrator.tables import render_plot
+
+    print(render_plot(args.name, args.results, args.out))
+    return 0
+
+
+def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", help="results URI: a local dir or s3://bucket/prefix "
+                   "(default runs/EXPERIMENT)")
+    p.add_argument("--resume", action="store_true", help="skip trials already finished there")
+    p.add_argument("--smoke", action="store_true", help="CPU-sized run on generated data")
+    p.add_argument("--seeds", type=int, help="repeat every trial with N seeds")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--catalog", help="data catalog TOML (default: generated data)")
+    p.add_argument("--stage", action="append", help="run only these stages")
+    p.add_argument("--workers", type=int, default=1, help="Ray Train workers per trial")
+    p.add_argument("--cpus-per-worker", type=float, default=4.0, help="CPUs per worker on GPU "
+                   "clusters (CPU-only clusters split their CPUs automatically)")
+    p.add_argument("--gpus-per-worker", type=float, default=1.0,
+                   help="GPUs per worker; fractions pack several small trials on one GPU")
+    p.add_argument("--max-concurrent", type=int, help="trials running at once")
+    p.add_argument("--optuna-storage", help="Optuna storage URL to persist TPE studies")
+    p.add_argument("--max-failures", type=int, default=2,
+                   help="Ray Train restarts of a failed worker group per trial")
+    p.add_argument("--tune-storage", help="where Ray keeps checkpoints (default RESULTS/tune)")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, a running "
+                   "cluster, or a new local one)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="posetune", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and Ray logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="the quickstart sweep on generated data, local Ray")
+    p.add_argument("--out", default="posetune-demo")
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("sweep", help="run an experiment from search_spaces")
+    p.add_argument("experiment")
+    add_sweep_arguments(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("list", help="the shipped experiments with their trial counts")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("query", help="SQL over the Parquet results (tables trials, epochs)")
+    p.add_argument("results")
+    p.add_argument("--sql")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("table", help="render a table of the study from results")
+    p.add_argument("name")
+    p.add_argument("results")
+    p.add_argument("--format", choices=["markdown", "csv"], default="markdown")
+    p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("plot", help="draw a figure of the study from results")
+    p.add_argument("name")
+    p.add_argument("results")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("eval", help="score COCO-format predictions against ground truth")
+    p.add_argument("--gt", required=True)
+    p.add_argument("--pred", required=True)
+    p.add_argument("--sigmas", default="animalpose", help="NAME (animalpose, ap10k, "
+                   "animalpose-corrected, uniform:V) or a JSON file")
+    p.add_argument("--area-rule", choices=["given", "bbox"], default="given")
+    p.add_argument("--pck-normaliser", choices=["bbox", "diagonal", "sqrt_area"], default="bbox")
+    p.add_argument("--pck-threshold", type=float, default=0.05)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("model-info", help="parameters, GFLOPs and heatmap shape of a model")
+    p.add_argument("--backbone", required=True)
+    p.add_argument("--head", choices=["heatmap", "kitpose"], default="heatmap")
+    p.add_argument("--input", type=int, default=256)
+    p.add_argument("--keypoints", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_model_info)
+
+    data = sub.add_parser("data", help="generate or convert data").add_subparsers(
+        dest="data_command", required=True)
+    p = data.add_parser("synth", help="render the synthetic quadruped data set")
+    p.add_argument("--out", required=True)
+    p.add_argument("--images", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scenes", type=int, default=4)
+    p.add_argument("--style", choices=["synthetic", "camera-trap"], default="synthetic")
+    p.set_defaults(func=cmd_data_synth)
+    p = data.add_parser("convert", help="convert a data set to COCO keypoint JSON")
+    p.add_argument("format", choices=["czechlynx"])
+    p.add_argument("csv")
+    p.add_argument("--out", required=True)
+    p.add_argument("--split", help="e.g. pose:train or geo_aware:test")
+    p.add_argument("--images", help="image root (default: the CSV's folder)")
+    p.set_defaults(func=cmd_data_convert)
+
+    p = sub.add_parser("predict", help="poses for a folder of images with a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--images", required=True)
+    p.add_argument("--detections", help="MegaDetector batch-output JSON (boxes)")
+    p.add_argument("--threshold", type=float, default=0.2, help="detection confidence")
+    p.add_argument("--out", required=True)
+    p.add_argument("--overlay", help="folder for images with the skeleton drawn")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("posetune: interrupted; rerun with --resume to continue", file=sys.stderr)
+        return 130
+    except EXPECTED_ERRORS as error:
+        if args.debug:
+            raise
+        print(f"posetune: error: {one_line(error)}", file=sys.stderr)
+        return 2
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

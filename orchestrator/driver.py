@@ -1,0 +1,282 @@
+"""The sweep driver: Ray Tune over trials, each trial a Ray Train run of pose_core.
+
+Per RAY_NOTES.md (Ray 2.60, Train V2): a Tune *function* trainable (:func:`tune_trial`)
+launches a ``TorchTrainer`` and reports through ``TuneReportCallback``; ``Tuner(trainer)``
+does not work. Grid stages use Tune's ``grid_search`` with the default searcher (OptunaSearch
+refuses grids); optuna stages use a define-by-run OptunaSearch (TPE, seeded, optionally
+persisted). ASHA cuts trials on the reported ``epoch``. Rows are written by a Tune callback
+in this process as each trial ends, so a finished trial's row exists even if the driver dies
+later, and ``--resume`` skips every trial whose ``ok``/``stopped`` row is already stored.
+Each Train run has a stable name, so an interrupted trial resumes from its own checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.catalog import Catalog
+from orchestrator.experiment import Experiment, Stage, variant_id
+from orchestrator.planning import (
+    PlannedTrial,
+    SweepOptions,
+    preflight,
+    resolve_references,
+    search_axes,
+)
+from orchestrator.progress import SweepCallback
+from orchestrator.results import ResultsStore
+from orchestrator.storage import join
+from pose_core.config import TrialConfig, with_values
+
+log = logging.getLogger(__name__)
+TRIAL_DRIVER_CPU = 0.25  # the Tune trial only waits on its Train run
+
+
+@dataclass(frozen=True)
+class Resources:
+    use_gpu: bool
+    workers: int
+    per_worker: dict[str, float]
+    threads: int
+    max_concurrent: int
+
+    @property
+    def gpus_per_trial(self) -> float:
+        return self.workers * self.per_worker.get("GPU", 0.0)
+
+
+def init_ray(options: SweepOptions) -> None:
+    """Join the cluster we run on (``ray submit`` / ``ray job submit``) or start a local one.
+
+    The dashboard must run: Train V2 frees a stopped trial's workers through a cleaner that
+    polls the State API (RAY_NOTES 0.1). It binds to 127.0.0.1 unless asked otherwise.
+    """
+    import ray
+
+    if not options.debug:
+        # Trial errors land in the result rows and the progress line; Tune's own
+        # traceback logging would bury the progress display.
+        for name in ("ray.tune", "ray.train", "ray.air"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    if ray.is_initialized():
+        return
+    quiet = {"log_to_driver": options.debug, "logging_level": logging.INFO if options.debug
+             else logging.WARNING}
+    address = options.ray_address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, **quiet)
+        return
+    try:
+        ray.init(address="auto", **quiet)
+    except ConnectionError:
+        ray.init(include_dashboard=True,
+                 dashboard_host=os.environ.get("POSETUNE_DASHBOARD_HOST", "127.0.0.1"), **quiet)
+
+
+def plan_resources(options: SweepOptions) -> Resources:
+    """Per-trial resources decided from what the cluster has, never from the driver's own
+    devices: ``use_gpu=True`` on a GPU-less cluster would wait forever (RAY_NOTES 3)."""
+    import ray
+
+    total = ray.cluster_resources()
+    gpus, cpus = total.get("GPU", 0.0), total.get("CPU", 1.0)
+    workers = max(1, options.workers)
+    use_gpu = gpus > 0 and options.gpus_per_worker > 0
+    if use_gpu:
+        gpw = options.gpus_per_worker
+        if gpw < 1 and workers > 1:
+            raise ValueError("fractional GPUs need --workers 1 (NCCL refuses two workers on "
+                             "one GPU: ray#48012)")
+        concurrent = max(1, math.floor(gpus / (workers * gpw) + 1e-9))
+        cpw = options.cpus_per_worker
+        per_worker = {"CPU": cpw, "GPU": gpw}
+    else:
+        concurrent = options.max_concurrent or 1
+        cpw = max(0.5, (cpus - TRIAL_DRIVER_CPU * concurrent) / (workers * concurrent))
+        per_worker = {"CPU": cpw}
+    if options.max_concurrent:
+        concurrent = min(concurrent, options.max_concurrent)
+    threads = max(1, int(cpw + 0.25))
+    return Resources(use_gpu, workers, per_worker, threads, concurrent)
+
+
+def train_run_name(experiment: str, stage: str, variant: str, seed: int) -> str:
+    """Stable per trial (no timestamps): Ray Train auto-resumes a run of the same name."""
+    raw = f"{experiment}-{stage}-{variant}-seed{seed}"
+    return re.sub(r"[^A-Za-z0-9_.=,-]+", "_", raw)[:180]
+
+
+def tune_trial(config: dict[str, Any]) -> None:
+    """One Tune trial = one Ray Train run (the Train V2 pattern)."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from orchestrator.worker import train_loop_per_worker
+
+    run, spec = config["run"], config["spec"]
+    cfg, vid = trial_config_of(config)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"trial": cfg.to_dict(), "catalog": run["catalog"],
+                           "threads": run["threads"]},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=run["workers"], use_gpu=run["use_gpu"],
+            resources_per_worker=run["per_worker"],
+        ),
+        run_config=ray.train.RunConfig(
+            name=train_run_name(run["experiment"], spec["stage"], vid, cfg.train.seed),
+            storage_path=run["storage"],
+            callbacks=[TuneReportCallback()],
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            failure_config=ray.train.FailureConfig(max_failures=run["max_failures"]),
+        ),
+    )
+    trainer.fit()
+
+
+def trial_config_of(config: dict[str, Any]) -> tuple[TrialConfig, str]:
+    """The trial's config and variant id; Optuna's suggestions arrive as dotted keys."""
+    spec = config["spec"]
+    cfg = TrialConfig.from_dict(spec["trial"])
+    suggested = {k: v for k, v in config.items() if "." in k}
+    if suggested:
+        return with_values(cfg, suggested), variant_id(suggested)
+    return cfg, spec["variant_id"]
+
+
+def run_sweep(
+    experiment: Experiment, options: SweepOptions, say: Callable[[str], None] = print
+) -> ResultsStore:
+    """Preflight, then every stage in order. Returns the results store."""
+    planned, catalog = preflight(experiment, options, say)
+    store = ResultsStore(options.results)
+    init_ray(options)
+    resources = plan_resources(options)
+    say(f"resources per trial: {resources.workers} worker(s) x {resources.per_worker}"
+        f"{' (GPU)' if resources.use_gpu else ' (CPU only)'}, up to "
+        f"{resources.max_concurrent} trial(s) at once")
+    storage = options.tune_storage or join(options.results, "tune")
+    for stage_name, trials in planned.items():
+        stage = experiment.stage(stage_name)
+        run_stage(experiment, stage, trials, options, catalog, resources, store, storage, say)
+    return store
+
+
+def run_stage(
+    experiment: Experiment, stage: Stage, trials: list[PlannedTrial], options: SweepOptions,
+    catalog: Catalog, resources: Resources, store: ResultsStore, storage: str,
+    say: Callable[[str], None],
+) -> None:
+    run = {
+        "experiment": experiment.name, "catalog": catalog.to_dict(), "storage": storage,
+        "workers": resources.workers, "use_gpu": resources.use_gpu,
+        "per_worker": resources.per_worker, "threads": resources.threads,
+        "max_failures": options.max_failures,
+    }
+    done = store.finished_keys(experiment.name) if options.resume else set()
+    specs = []
+    for trial in trials:
+        key = (stage.name, trial.spec.variant_id, trial.spec.seed)
+        if stage.search == "grid" and key in done:
+            continue
+        config = resolve_references(trial.config, trial.spec, store, experiment)
+        specs.append({"stage": stage.name, "variant_id": trial.spec.variant_id,
+                      "trial": config.to_dict()})
+    if stage.search == "grid" and not specs:
+        say(f"[{experiment.name}/{stage.name}] all {len(trials)} trial(s) already finished")
+        return
+    if stage.search == "grid" and len(specs) < len(trials):
+        say(f"[{experiment.name}/{stage.name}] resuming: {len(trials) - len(specs)} finished "
+            f"trial(s) skipped, {len(specs)} to run")
+    total = len(specs) if stage.search == "grid" else stage.num_samples
+    callback = SweepCallback(experiment, stage.name, store, total, say, resources)
+    tuner = build_tuner(experiment, stage, specs, run, options, resources, storage, callback)
+    started = time.time()
+    tuner.fit()
+    say(callback.summary(time.time() - started))
+
+
+def build_tuner(
+    experiment: Experiment, stage: Stage, specs: list[dict[str, Any]], run: dict[str, Any],
+    options: SweepOptions, resources: Resources, storage: str, callback: Any,
+) -> Any:
+    from ray import tune
+
+    trainable = tune.with_resources(tune_trial, {"CPU": 0.25 if not resources.use_gpu else 1})
+    name = f"{experiment.name}-{stage.name}"
+    run_config = tune.RunConfig(
+        name=name, storage_path=storage, verbose=0, callbacks=[callback],
+        failure_config=tune.FailureConfig(max_failures=0),
+    )
+    if stage.search == "grid":
+        return tune.Tuner(
+            trainable,
+            param_space={"spec": tune.grid_search(specs), "run": run},
+            tune_config=tune.TuneConfig(max_concurrent_trials=resources.max_concurrent),
+            run_config=run_config,
+        )
+    path = f"{storage.rstrip('/')}/{name}"
+    if options.resume and tune.Tuner.can_restore(path):
+        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=optuna_search(experiment, stage, specs[0], run, options),
+            scheduler=asha(experiment, stage, specs[0], options.smoke),
+            num_samples=stage.num_samples,
+            max_concurrent_trials=resources.max_concurrent,
+        ),
+        run_config=run_config,
+    )
+
+
+def optuna_search(
+    experiment: Experiment, stage: Stage, spec: dict[str, Any], run: dict[str, Any],
+    options: SweepOptions,
+) -> Any:
+    """Define-by-run TPE over the stage's axes; constants ride along as ``spec``/``run``."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    from orchestrator.experiment import Choice, Grid, IntRange, LogUniform, Uniform
+
+    def space(trial: Any) -> dict[str, Any]:
+        for path, axis in search_axes(stage, options.smoke).items():
+            if isinstance(axis, (Grid, Choice)):
+                trial.suggest_categorical(path, list(axis.values))
+            elif isinstance(axis, LogUniform):
+                trial.suggest_float(path, axis.low, axis.high, log=True)
+            elif isinstance(axis, Uniform):
+                trial.suggest_float(path, axis.low, axis.high)
+            elif isinstance(axis, IntRange):
+                trial.suggest_int(path, axis.low, axis.high, step=axis.step)
+        return {"spec": spec, "run": run}
+
+    seed = TrialConfig.from_dict(spec["trial"]).train.seed
+    return OptunaSearch(
+        space=space, metric=experiment.metric, mode=experiment.mode, seed=seed,
+        storage=options.optuna_storage, study_name=f"{experiment.name}-{stage.name}",
+    )
+
+
+def asha(experiment: Experiment, stage: Stage, spec: dict[str, Any], smoke: bool) -> Any:
+    if stage.scheduler != "asha":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    from orchestrator.experiment import IntRange
+
+    epochs_axis = search_axes(stage, smoke).get("train.epochs")
+    base_epochs = TrialConfig.from_dict(spec["trial"]).train.epochs
+    max_t = epochs_axis.high if isinstance(epochs_axis, IntRange) else base_epochs
+    # time_attr "epoch" (what we report), not training_iteration: the latter restarts at 1
+    # when a trial resumes from a checkpoint (RAY_NOTES 1, resuming).
+    return ASHAScheduler(time_attr="epoch", metric=experiment.metric, mode=experiment.mode,
+                         max_t=max(1, max_t), grace_period=1, reduction_factor=3)

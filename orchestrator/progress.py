@@ -1,0 +1,169 @@
+"""The Tune callback that lands every trial in Parquet and shows progress on the terminal.
+
+It runs in the driver process. On each reported epoch it keeps the report (rank 0's
+metrics) and prints a progress line; when a trial ends (completed, ASHA-stopped or errored)
+it writes the trial's row and its epoch history to the results store at once, so nothing
+finished is lost if the driver dies later.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from ray import tune
+
+from orchestrator.records import TrialOutcome, epoch_records, now, trial_record
+from orchestrator.results import ResultsStore
+
+# Per-epoch keys we keep from a report (Tune adds many of its own).
+KEEP = (
+    "epoch", "loss", "lr", "images_per_s", "epoch_wall_s", "time", "evaluated", "restarted",
+    "AP", "AP50", "AP75", "AP85", "AR", "PCK05", "pck_per_keypoint", "sigma_digest",
+    "subset_digest", "datasets", "train_images", "test_images", "keypoint_names", "workers",
+    "node", "params_m", "gflops", "checkpoint_path", "error", "init_message",
+)
+
+
+def short(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class SweepCallback(tune.Callback):  # type: ignore[misc]
+    def __init__(
+        self, experiment: Any, stage: str, store: ResultsStore, total: int,
+        say: Callable[[str], None], resources: Any,
+    ) -> None:
+        self.experiment = experiment
+        self.stage = stage
+        self.store = store
+        self.total = total
+        self.say = say
+        self.resources = resources
+        self.reports: dict[str, list[dict[str, Any]]] = {}
+        self.started: dict[str, datetime] = {}
+        self.status: dict[str, str] = {}
+        self.best: tuple[float, str] | None = None
+        self.t0 = time.time()
+        self.storage_uri = None
+
+    # Tune hooks -------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.started.setdefault(trial.trial_id, now())
+        self.status[trial.trial_id] = "running"
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        row = {k: result[k] for k in KEEP if k in result}
+        self.reports.setdefault(trial.trial_id, []).append(row)
+        ap = row.get("AP") if row.get("evaluated") else None
+        note = f"epoch {row.get('epoch')}: loss {row.get('loss', float('nan')):.3g}"
+        if ap is not None:
+            note += f", AP {ap:.3f}"
+        self._progress(f"{self._variant(trial)} {note}")
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._finish(trial, None)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._finish(trial, last_line(trial_error(trial)))
+
+    # -----------------------------------------------------------------------------------
+    def _variant(self, trial: Any) -> str:
+        from orchestrator.driver import trial_config_of
+
+        return trial_config_of(trial.config)[1]
+
+    def _finish(self, trial: Any, error: str | None) -> None:
+        from orchestrator.driver import trial_config_of
+
+        config, variant = trial_config_of(trial.config)
+        reports = self.reports.get(trial.trial_id, [])
+        checkpoint = next((r["checkpoint_path"] for r in reversed(reports)
+                           if r.get("checkpoint_path")), None)
+        outcome = TrialOutcome(
+            stage=self.stage, variant_id=variant, trial_id=trial.trial_id, config=config,
+            reports=reports, started_at=self.started.get(trial.trial_id, now()),
+            ended_at=datetime.now(UTC), error=error,
+            checkpoint_uri=self._uri(checkpoint), use_gpu=self.resources.use_gpu,
+            gpus_per_trial=self.resources.gpus_per_trial,
+        )
+        record = trial_record(self.experiment.name, outcome)
+        self.store.append_trial(record)
+        if reports:
+            self.store.append_epochs(epoch_records(self.experiment.name, outcome))
+        self.status[trial.trial_id] = record.status
+        metric = getattr(record, self.experiment.metric)
+        if metric is not None and record.status != "failed":
+            sign = 1 if self.experiment.mode == "max" else -1
+            if self.best is None or sign * metric > sign * self.best[0]:
+                self.best = (metric, variant)
+        detail = f"{self.experiment.metric} {metric:.3f}" if metric is not None else (error or "")
+        self._progress(f"{variant} {record.status}: {detail}")
+
+    def _uri(self, path: str | None) -> str | None:
+        """Checkpoint paths come without the filesystem scheme (RAY_NOTES 1): add it back."""
+        if not path:
+            return None
+        results = self.store.uri
+        if "://" in results and "://" not in path:
+            return results.split("://", 1)[0] + "://" + path.lstrip("/")
+        return path
+
+    def _counts(self) -> tuple[int, int, int]:
+        values = list(self.status.values())
+        done = sum(v in ("ok", "stopped") for v in values)
+        failed = sum(v == "failed" for v in values)
+        running = sum(v == "running" for v in values)
+        return done, failed, running
+
+    def _progress(self, event: str) -> None:
+        done, failed, running = self._counts()
+        finished = done + failed
+        elapsed = time.time() - self.t0
+        eta = ""
+        if finished and finished < self.total:
+            eta = f", ETA {short(elapsed / finished * (self.total - finished))}"
+        best = f" | best {self.experiment.metric} {self.best[0]:.3f} ({self.best[1]})" \
+            if self.best else ""
+        self.say(
+            f"[{self.experiment.name}/{self.stage}] {finished}/{self.total} done "
+            f"({failed} failed, {running} running){best} | {short(elapsed)}{eta} | {event}"
+        )
+
+    def summary(self, seconds: float) -> str:
+        done, failed, _ = self._counts()
+        return (f"[{self.experiment.name}/{self.stage}] finished: {done} ok/stopped, "
+                f"{failed} failed in {short(seconds)}")
+
+
+def trial_error(trial: Any) -> str:
+    """The trial's error text: the driver-side error file first (written before this hook
+    runs), then the copy in storage."""
+    path = getattr(trial, "error_file", None)
+    try:
+        if path:
+            with open(path) as handle:
+                return handle.read()
+    except OSError:
+        pass
+    try:
+        error = trial.get_error()
+    except Exception:  # noqa: BLE001 - storage may be unreachable; the row still lands
+        error = None
+    return str(error or "trial failed without an error message")
+
+
+def last_line(text: str) -> str:
+    """The exception line of a traceback (the row keeps one clear line, not the wall)."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "Exception" in line:
+            return line[:2000]
+    return (lines[-1] if lines else text)[:2000]

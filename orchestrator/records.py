@@ -1,0 +1,166 @@
+"""Turn what a trial reported into typed result records (Ray-free).
+
+The driver's Tune callback hands us the trial config and the list of per-epoch reports
+(rank 0's metrics, as forwarded by ``TuneReportCallback``); we build one
+:class:`~orchestrator.results.TrialRecord` and its :class:`~orchestrator.results.EpochRecord`
+rows. Status: ``ok`` when all epochs ran, ``stopped`` when ASHA cut the trial, ``failed``
+with the error text otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from orchestrator.results import EpochRecord, TrialRecord
+from pose_core.config import TrialConfig
+
+METRIC_KEYS = ("AP", "AP50", "AP75", "AP85", "AR", "PCK05")
+# Values never written to rows or logs: anything whose key looks like a credential.
+SECRET_KEY = re.compile(r"(secret|token|password|passwd|credential|access_key|session_key)", re.I)
+
+
+@cache
+def versions() -> dict[str, str | None]:
+    import timm
+    import torch
+
+    import pose_core
+
+    try:
+        import ray
+
+        ray_version = ray.__version__
+    except ImportError:  # pragma: no cover - the orchestrator always has Ray
+        ray_version = "n/a"
+    return {
+        "posetune_version": pose_core.__version__,
+        "torch_version": torch.__version__,
+        "timm_version": timm.__version__,
+        "ray_version": ray_version,
+        "git_commit": git_commit(),
+    }
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+            timeout=5, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def redact(text: str | None) -> str | None:
+    """Drop ``KEY=value`` pairs whose key names a credential (errors can echo env vars)."""
+    if text is None:
+        return None
+    return re.sub(
+        r"(?i)\b([A-Z0-9_]*(SECRET|TOKEN|PASSWORD|ACCESS_KEY)[A-Z0-9_]*)\s*[=:]\s*\S+",
+        r"\1=<redacted>", text,
+    )
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@dataclass
+class TrialOutcome:
+    """What the driver knows about a finished trial."""
+
+    stage: str
+    variant_id: str
+    trial_id: str
+    config: TrialConfig
+    reports: list[dict[str, Any]]
+    started_at: datetime
+    ended_at: datetime
+    error: str | None = None
+    checkpoint_uri: str | None = None
+    use_gpu: bool = False
+    gpus_per_trial: float = 0.0
+    params_m: float | None = None
+    gflops: float | None = None
+
+
+def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
+    cfg = outcome.config
+    last = outcome.reports[-1] if outcome.reports else {}
+    evaluated = [r for r in outcome.reports if r.get("evaluated")]
+    best = max(evaluated, key=lambda r: r.get("AP", -1.0)) if evaluated else None
+    epochs_run = int(last.get("epoch", 0))
+    error = outcome.error or last.get("error")
+    if error:
+        status = "failed"
+    elif epochs_run < cfg.train.epochs:
+        status = "stopped"
+    else:
+        status = "ok"
+    wall = (outcome.ended_at - outcome.started_at).total_seconds()
+    rates = [r["images_per_s"] for r in outcome.reports if r.get("images_per_s")]
+    return TrialRecord(
+        experiment=experiment, stage=outcome.stage, variant_id=outcome.variant_id,
+        trial_id=outcome.trial_id, seed=cfg.train.seed, status=status,
+        error=redact(error),
+        backbone=cfg.model.backbone, head=cfg.model.head, init=cfg.model.init,
+        init_checkpoint=cfg.model.weights if cfg.model.init == "checkpoint" else None,
+        lr=cfg.train.lr, epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
+        augment=cfg.data.augment, real_count=cfg.data.real_count,
+        synthetic_count=cfg.data.synthetic_count,
+        datasets=str(last.get("datasets", "")), input_size=cfg.data.input_size,
+        loss=cfg.train.loss, schedule=cfg.train.schedule,
+        config_json=json.dumps(cfg.to_dict(), sort_keys=True),
+        subset_digest=str(last.get("subset_digest", "")),
+        **{k: _finite(last.get(k)) if evaluated else None for k in METRIC_KEYS},
+        pck_per_keypoint=[float(v) for v in last.get("pck_per_keypoint", [])] or None,
+        keypoint_names=list(last.get("keypoint_names", [])) or None,
+        sigma_set=cfg.eval.sigmas, sigma_digest=str(last.get("sigma_digest", "")),
+        area_rule=cfg.eval.area_rule, pck_normaliser=cfg.eval.pck_normaliser,
+        params_m=outcome.params_m or _finite(last.get("params_m")),
+        gflops=outcome.gflops or _finite(last.get("gflops")),
+        best_epoch=int(best["epoch"]) if best else None, epochs_run=epochs_run,
+        wall_s=wall, gpu_hours=wall / 3600 * outcome.gpus_per_trial,
+        train_images_per_s=sum(rates) / len(rates) if rates else None,
+        checkpoint_uri=outcome.checkpoint_uri,
+        **versions(),
+        started_at=outcome.started_at, ended_at=outcome.ended_at,
+        node=last.get("node"), workers=int(last.get("workers", 1)), use_gpu=outcome.use_gpu,
+    )
+
+
+def epoch_records(experiment: str, outcome: TrialOutcome) -> list[EpochRecord]:
+    rows = []
+    start = outcome.started_at.timestamp()
+    for report in outcome.reports:
+        rows.append(
+            EpochRecord(
+                experiment=experiment, stage=outcome.stage, variant_id=outcome.variant_id,
+                trial_id=outcome.trial_id, seed=outcome.config.train.seed,
+                epoch=int(report.get("epoch", 0)), loss=float(report.get("loss", math.nan)),
+                lr=float(report.get("lr", 0.0)),
+                AP=_finite(report.get("AP")) if report.get("evaluated") else None,
+                PCK05=_finite(report.get("PCK05")) if report.get("evaluated") else None,
+                wall_s=float(report.get("time", start)) - start,
+                images_per_s=_finite(report.get("images_per_s")),
+                restarted=bool(report.get("restarted", False)),
+            )
+        )
+    return rows
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

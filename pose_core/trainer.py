@@ -1,0 +1,244 @@
+"""Assemble one trial from a :class:`TrialConfig` and instance lists, and a plain ``fit``.
+
+The Ray worker and the single-process :func:`fit` share :func:`build_trial` and
+:func:`make_loader`, so the distributed path trains exactly what a local run trains.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+
+from pose_core.config import TrialConfig
+from pose_core.dataset import ImageCache, TopDownDataset
+from pose_core.engine import (
+    EpochStats,
+    build_optimizer,
+    build_scheduler,
+    evaluate,
+    load_checkpoint,
+    save_checkpoint,
+    seed_everything,
+    train_one_epoch,
+)
+from pose_core.losses import build_loss
+from pose_core.metrics import MetricResult
+from pose_core.models import build_model, init_weights
+from pose_core.records import Instance
+from pose_core.skeletons import Skeleton, resolve_sigmas
+
+log = logging.getLogger(__name__)
+
+
+def gt_records(instances: Sequence[Instance]) -> list[dict[str, Any]]:
+    """Ground truth in the form :func:`pose_core.metrics.evaluate_predictions` expects."""
+    return [
+        {
+            "image_id": inst.image_id,
+            "bbox": list(inst.bbox),
+            "keypoints": inst.keypoints,
+            "area": inst.area,
+        }
+        for inst in instances
+    ]
+
+
+def make_datasets(
+    cfg: TrialConfig,
+    train: Sequence[Instance],
+    test: Sequence[Instance],
+    skeleton: Skeleton,
+    cache: ImageCache | None = None,
+) -> tuple[TopDownDataset, TopDownDataset]:
+    common = dict(
+        flip_index=skeleton.flip_index,
+        input_size=cfg.data.input_size,
+        heatmap_sigma=cfg.data.heatmap_sigma,
+        unbiased=cfg.data.encode == "unbiased",
+        upper_body=skeleton.upper_body,
+        lower_body=skeleton.lower_body,
+        seed=cfg.train.seed,
+        image_cache=cache,
+    )
+    train_set = TopDownDataset(
+        train, train=True, augment=cfg.data.augment, geometric=cfg.data.geometric, **common
+    )
+    test_set = TopDownDataset(test, train=False, **common)
+    return train_set, test_set
+
+
+def make_loader(
+    dataset: Dataset[Any],
+    batch_size: int,
+    train: bool,
+    seed: int,
+    workers: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataLoader[Any]:
+    """A loader whose shuffle order depends only on (seed, epoch): see :func:`set_loader_epoch`.
+
+    The last training batch is dropped only when it would hold a single sample, because
+    BatchNorm cannot train on a batch of one.
+    """
+    size = len(dataset)  # type: ignore[arg-type]
+    sampler: Any
+    if world_size > 1:
+        sampler = DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=train, seed=seed
+        )
+        size = len(sampler)
+    elif train:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    else:
+        sampler = None
+    batch = max(1, min(batch_size, size))
+    return DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=workers,
+        drop_last=train and size % batch == 1 and size > 1,
+        persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def set_loader_epoch(loader: DataLoader[Any], seed: int, epoch: int) -> None:
+    """Make the shuffle order and the augmentation draw a function of (seed, epoch)."""
+    sampler = loader.sampler
+    if isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(epoch)
+    elif isinstance(sampler, RandomSampler) and sampler.generator is not None:
+        sampler.generator.manual_seed(seed * 100003 + epoch)
+    dataset = loader.dataset
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+
+
+@dataclass
+class Trial:
+    """Everything one training run owns."""
+
+    config: TrialConfig
+    skeleton: Skeleton
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    loss_fn: Callable[..., torch.Tensor]
+    sigmas: np.ndarray
+    device: torch.device
+    init_message: str = ""
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def build_trial(
+    cfg: TrialConfig,
+    skeleton: Skeleton,
+    iterations_per_epoch: int,
+    device: torch.device | None = None,
+) -> Trial:
+    """Model (initialised per ``cfg.model.init``), optimizer, schedule and loss."""
+    seed_everything(cfg.train.seed)
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sigmas = resolve_sigmas(cfg.eval.sigmas, skeleton)
+    model = build_model(cfg.model, skeleton.num_keypoints, cfg.data.input_size)
+    message = init_weights(model, cfg.model, skeleton.keypoints)
+    log.info(message)
+    model.to(device)
+    if cfg.train.channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    optimizer = build_optimizer(model, cfg.train)
+    scheduler = build_scheduler(optimizer, cfg.train, iterations_per_epoch)
+    loss_fn = build_loss(cfg.train.loss)
+    return Trial(cfg, skeleton, model, optimizer, scheduler, loss_fn, sigmas, device, message)
+
+
+def fit(
+    cfg: TrialConfig,
+    train: Sequence[Instance],
+    test: Sequence[Instance],
+    skeleton: Skeleton,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = True,
+    stop_after: int | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    device: torch.device | None = None,
+) -> Trial:
+    """Train ``cfg.train.epochs`` epochs in this process, evaluating every ``eval.interval``.
+
+    With ``checkpoint_dir`` a checkpoint is written after every epoch and, when ``resume``
+    is set and one exists, training continues from it exactly. ``stop_after`` ends the run
+    after that many completed epochs (used to test interruption).
+    """
+    train_set, test_set = make_datasets(cfg, train, test, skeleton, ImageCache())
+    train_loader = make_loader(
+        train_set, cfg.train.batch_size, True, cfg.train.seed, cfg.data.loader_workers
+    )
+    test_loader = make_loader(test_set, cfg.train.batch_size, False, 0, cfg.data.loader_workers)
+    trial = build_trial(cfg, skeleton, len(train_loader), device)
+    path = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
+    if path is not None and resume and path.is_file():
+        state = load_checkpoint(path, trial.model, trial.optimizer, trial.scheduler)
+        trial.epoch = int(state["epoch"])
+        trial.history = list(state["extra"].get("history", []))
+    records = gt_records(test)
+    generator = torch.Generator().manual_seed(cfg.train.seed) if cfg.data.cutmix else None
+    while trial.epoch < cfg.train.epochs:
+        if stop_after is not None and trial.epoch >= stop_after:
+            break
+        set_loader_epoch(train_loader, cfg.train.seed, trial.epoch)
+        stats = train_one_epoch(
+            trial.model, train_loader, trial.optimizer, trial.scheduler, trial.loss_fn,
+            trial.device, trial.epoch, cfg.train, generator,
+        )
+        trial.epoch += 1
+        metrics = None
+        if should_evaluate(cfg, trial.epoch):
+            metrics = evaluate(
+                trial.model, test_loader, records, skeleton.flip_index, trial.sigmas,
+                cfg.eval, trial.device, cfg.train.bf16,
+            )
+        row = epoch_row(stats, metrics)
+        trial.history.append(row)
+        if path is not None:
+            save_checkpoint(
+                path, trial.model, trial.optimizer, trial.scheduler, trial.epoch,
+                cfg.to_dict(), skeleton.keypoints, {"history": trial.history},
+            )
+        if on_epoch is not None:
+            on_epoch(row)
+    return trial
+
+
+def should_evaluate(cfg: TrialConfig, completed_epochs: int) -> bool:
+    """Evaluate every ``eval.interval`` epochs and always after the last one."""
+    interval = max(1, cfg.eval.interval)
+    return completed_epochs % interval == 0 or completed_epochs >= cfg.train.epochs
+
+
+def epoch_row(stats: EpochStats, metrics: MetricResult | None) -> dict[str, Any]:
+    """One epoch as a flat dict (what the Ray worker reports and the history keeps)."""
+    row: dict[str, Any] = {
+        "epoch": stats.epoch + 1,
+        "loss": stats.loss,
+        "lr": stats.lr,
+        "images_per_s": stats.images_per_s,
+        "epoch_wall_s": stats.wall_s,
+        "time": time.time(),
+        "evaluated": metrics is not None,
+    }
+    if metrics is not None:
+        row.update(metrics.as_dict())
+    return row

@@ -1,0 +1,35 @@
+"""Shared fixtures: paths to the shared real data, a small generated data set, S3 and Ray."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.s3server import s3_server  # noqa: F401  (re-exported fixture)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "real"
+
+# Keep generated data of the tests out of the user's cache.
+os.environ.setdefault(
+    "POSETUNE_DATA", str(Path(os.environ.get("TMPDIR", "/tmp")) / "posetune-test-data")
+)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared real data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 generated images (camera-trap style) shared by the tests of one session."""
+    from pose_core.synth import SynthConfig, generate
+
+    out = tmp_path_factory.mktemp("synth")
+    generate(out, SynthConfig(images=60, seed=7, style="camera-trap", workers=1))
+    return out
