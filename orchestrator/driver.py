@@ -65,9 +65,11 @@ def init_ray(options: SweepOptions) -> None:
         # traceback logging would bury the progress display.
         for name in ("ray.tune", "ray.train", "ray.air"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+        # The legacy reporter honours verbose=0; the new one always prints its config box.
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         return
-    quiet = {"log_to_driver": options.debug, "logging_level": logging.INFO if options.debug
+    quiet: dict[str, Any] = {"log_to_driver": options.debug, "logging_level": logging.INFO if options.debug
              else logging.WARNING}
     address = options.ray_address or os.environ.get("RAY_ADDRESS")
     if address:
@@ -134,7 +136,7 @@ def tune_trial(config: dict[str, Any]) -> None:
         run_config=ray.train.RunConfig(
             name=train_run_name(run["experiment"], spec["stage"], vid, cfg.train.seed),
             storage_path=run["storage"],
-            callbacks=[TuneReportCallback()],
+            callbacks=[TuneReportCallback()],  # type: ignore[list-item]
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=run["max_failures"]),
         ),
@@ -238,17 +240,17 @@ def build_tuner(
     )
 
 
-def optuna_search(
-    experiment: Experiment, stage: Stage, spec: dict[str, Any], run: dict[str, Any],
-    options: SweepOptions,
-) -> Any:
-    """Define-by-run TPE over the stage's axes; constants ride along as ``spec``/``run``."""
-    from ray.tune.search.optuna import OptunaSearch
+class DefineByRun:
+    """Optuna define-by-run space over a stage's axes; constants ride along as ``spec``
+    and ``run``. A class, not a closure: Tune pickles the searcher with its state."""
 
-    from orchestrator.experiment import Choice, Grid, IntRange, LogUniform, Uniform
+    def __init__(self, axes: dict[str, Any], spec: dict[str, Any], run: dict[str, Any]) -> None:
+        self.axes, self.spec, self.run = axes, spec, run
 
-    def space(trial: Any) -> dict[str, Any]:
-        for path, axis in search_axes(stage, options.smoke).items():
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        from orchestrator.experiment import Choice, Grid, IntRange, LogUniform, Uniform
+
+        for path, axis in self.axes.items():
             if isinstance(axis, (Grid, Choice)):
                 trial.suggest_categorical(path, list(axis.values))
             elif isinstance(axis, LogUniform):
@@ -257,12 +259,26 @@ def optuna_search(
                 trial.suggest_float(path, axis.low, axis.high)
             elif isinstance(axis, IntRange):
                 trial.suggest_int(path, axis.low, axis.high, step=axis.step)
-        return {"spec": spec, "run": run}
+        return {"spec": self.spec, "run": self.run}
+
+
+def optuna_search(
+    experiment: Experiment, stage: Stage, spec: dict[str, Any], run: dict[str, Any],
+    options: SweepOptions,
+) -> Any:
+    """TPE (seeded by the trial seed), optionally persisted in an Optuna storage URL."""
+    from ray.tune.search.optuna import OptunaSearch
 
     seed = TrialConfig.from_dict(spec["trial"]).train.seed
+    storage = None
+    if options.optuna_storage:
+        import optuna
+
+        storage = optuna.storages.RDBStorage(options.optuna_storage)
     return OptunaSearch(
-        space=space, metric=experiment.metric, mode=experiment.mode, seed=seed,
-        storage=options.optuna_storage, study_name=f"{experiment.name}-{stage.name}",
+        space=DefineByRun(search_axes(stage, options.smoke), spec, run),
+        metric=experiment.metric, mode=experiment.mode, seed=seed,
+        storage=storage, study_name=f"{experiment.name}-{stage.name}",
     )
 
 

@@ -87,7 +87,8 @@ def instances_for(
     files: Sequence[Path], root: Path, boxes: dict[str, list[list[float]]] | None, k: int
 ) -> tuple[list[Instance], list[float]]:
     """One Instance per box (whole image when no detections file); returns box scores too."""
-    instances, scores = [], []
+    instances: list[Instance] = []
+    scores: list[float] = []
     for image_id, path in enumerate(files, start=1):
         height, width = load_image(str(path)).shape[:2]
         rel = path.relative_to(root).as_posix()

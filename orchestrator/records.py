@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from orchestrator.results import EpochRecord, TrialRecord
+from orchestrator.results import EpochRecord, TrialRecord, TrialStatus
 from pose_core.config import TrialConfig
 
 METRIC_KEYS = ("AP", "AP50", "AP75", "AP85", "AR", "PCK05")
@@ -104,6 +104,7 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
     best = max(evaluated, key=lambda r: r.get("AP", -1.0)) if evaluated else None
     epochs_run = int(last.get("epoch", 0))
     error = outcome.error or last.get("error")
+    status: TrialStatus
     if error:
         status = "failed"
     elif epochs_run < cfg.train.epochs:
@@ -111,6 +112,11 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
     else:
         status = "ok"
     wall = (outcome.ended_at - outcome.started_at).total_seconds()
+
+    def metric(key: str) -> float | None:
+        return _finite(last.get(key)) if evaluated else None
+
+    v = versions()
     rates = [r["images_per_s"] for r in outcome.reports if r.get("images_per_s")]
     return TrialRecord(
         experiment=experiment, stage=outcome.stage, variant_id=outcome.variant_id,
@@ -125,7 +131,8 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
         loss=cfg.train.loss, schedule=cfg.train.schedule,
         config_json=json.dumps(cfg.to_dict(), sort_keys=True),
         subset_digest=str(last.get("subset_digest", "")),
-        **{k: _finite(last.get(k)) if evaluated else None for k in METRIC_KEYS},
+        AP=metric("AP"), AP50=metric("AP50"), AP75=metric("AP75"), AP85=metric("AP85"),
+        AR=metric("AR"), PCK05=metric("PCK05"),
         pck_per_keypoint=[float(v) for v in last.get("pck_per_keypoint", [])] or None,
         keypoint_names=list(last.get("keypoint_names", [])) or None,
         sigma_set=cfg.eval.sigmas, sigma_digest=str(last.get("sigma_digest", "")),
@@ -136,7 +143,9 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
         wall_s=wall, gpu_hours=wall / 3600 * outcome.gpus_per_trial,
         train_images_per_s=sum(rates) / len(rates) if rates else None,
         checkpoint_uri=outcome.checkpoint_uri,
-        **versions(),
+        posetune_version=str(v["posetune_version"]), torch_version=str(v["torch_version"]),
+        timm_version=str(v["timm_version"]), ray_version=str(v["ray_version"]),
+        git_commit=v["git_commit"],
         started_at=outcome.started_at, ended_at=outcome.ended_at,
         node=last.get("node"), workers=int(last.get("workers", 1)), use_gpu=outcome.use_gpu,
     )

@@ -418,7 +418,8 @@ class ResultsStore:
         return table.sort_by([(name, "ascending") for name in order])
 
     def finished_keys(self, experiment: str) -> set[tuple[str, str, int]]:
-        """``(stage, variant_id, seed)`` whose latest row in ``experiment`` has status ok.
+        """``(stage, variant_id, seed)`` whose latest row in ``experiment`` is ok or stopped
+        (ASHA's cut is a finished trial; a failed one is retried by ``--resume``).
 
         Uses the same latest-row rule as :meth:`read_trials`, so a resume skips exactly the
         trials that the tables show as finished.
@@ -427,7 +428,7 @@ class ResultsStore:
         return {
             (row["stage"], row["variant_id"], row["seed"])
             for row in rows
-            if row["experiment"] == experiment and row["status"] == "ok"
+            if row["experiment"] == experiment and row["status"] in ("ok", "stopped")
         }
 
     def _read(self, folder: str, cls: type) -> pa.Table:

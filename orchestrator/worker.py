@@ -25,7 +25,6 @@ from orchestrator.catalog import Catalog
 from orchestrator.trialdata import TrialData, assemble
 from pose_core.config import TrialConfig
 from pose_core.dataset import ImageCache
-from pose_core.model_info import model_info
 from pose_core.engine import (
     NonFiniteLossError,
     evaluate,
@@ -34,6 +33,7 @@ from pose_core.engine import (
     train_one_epoch,
     unwrap,
 )
+from pose_core.model_info import model_info
 from pose_core.trainer import (
     build_trial,
     epoch_row,
@@ -107,6 +107,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     records = gt_records(data.test)
     generator = torch.Generator().manual_seed(cfg.train.seed + rank) if cfg.data.cutmix else None
     last_metrics: dict[str, Any] = dict(trial.history[-1]) if trial.history else {}
+    if restarted and trial.epoch >= cfg.train.epochs and trial.history:
+        # The run had finished before (the sweep driver died before writing its row):
+        # report the final epoch again so the driver can record it. Nothing is retrained.
+        report_epoch(rank, carry_metrics(last_metrics, last_metrics) | static, trial, model,
+                     cfg, data)
+        return
     while trial.epoch < cfg.train.epochs:
         maybe_inject_fault(trial.epoch, restarted)
         set_loader_epoch(train_loader, cfg.train.seed, trial.epoch)

@@ -244,7 +244,7 @@ def test_finished_keys_follow_the_latest_row(tmp_path: Path) -> None:
     store.append_trial(
         make_trial(variant_id="rerun", trial_id="g", status="failed", ended_at=later)
     )
-    assert store.finished_keys("exp") == {("main", "ok", 0), ("main", "ok", 1)}
+    assert store.finished_keys("exp") == {("main", "ok", 0), ("main", "ok", 1), ("main", "stopped", 0)}
     assert store.finished_keys("other") == {("main", "elsewhere", 0)}
 
 

@@ -1,0 +1,206 @@
+"""Sweeps on a real local Ray cluster: grid, Optuna + ASHA, two stages, DDP, resume, CLI.
+
+Each Train-backed trial costs ~15-20 s of fixed Ray overhead on 2 cores, so the sweeps here
+are as small as the behaviour they check allows, and results are shared where possible.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from orchestrator.experiment import Experiment, Grid, IntRange, LogUniform, Stage
+from orchestrator.planning import SweepOptions
+from orchestrator.results import ResultsStore, query
+from pose_core.config import TrialConfig, with_values
+
+pytestmark = pytest.mark.ray
+
+TINY = with_values(TrialConfig(), {
+    "model.backbone": "hrnet_w18_small",
+    "model.init": "random",
+    "train.lr": 2e-3,
+})
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Any:
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
+             log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def sweep(experiment: Experiment, results: Path, **options: Any) -> ResultsStore:
+    from orchestrator.driver import run_sweep
+
+    lines: list[str] = []
+    store = run_sweep(
+        experiment, SweepOptions(results=str(results), smoke=True, **options), lines.append
+    )
+    store.lines = lines  # type: ignore[attr-defined]
+    return store
+
+
+def rows(store: ResultsStore) -> list[dict[str, Any]]:
+    return sorted(store.read_trials().to_pylist(), key=lambda r: (r["stage"], r["variant_id"]))
+
+
+@pytest.fixture(scope="module")
+def two_stage(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> ResultsStore:
+    """Stage 1: one pre-training trial; stage 2: a 2-point grid fine-tuned from its best."""
+    experiment = Experiment(
+        name="twostage_test",
+        description="test",
+        baseline=TINY,
+        stages=(
+            Stage(name="pre", changes={"data.synthetic_count": 20}),
+            Stage(
+                name="fine",
+                axes={"data.real_count": Grid(10, 20)},
+                changes={"data.base": None, "model.init": "checkpoint",
+                         "model.weights": "@best:pre"},
+                depends_on=("pre",),
+            ),
+        ),
+    )
+    return sweep(experiment, tmp_path_factory.mktemp("two_stage"))
+
+
+def test_grid_and_two_stage_rows(two_stage: ResultsStore) -> None:
+    got = rows(two_stage)
+    assert [(r["stage"], r["variant_id"], r["status"]) for r in got] == [
+        ("fine", "real_count=10", "ok"), ("fine", "real_count=20", "ok"), ("pre", "baseline", "ok"),
+    ]
+    pre = got[2]
+    for row in got:
+        for key in ("AP", "AP50", "AP75", "AP85", "AR", "PCK05"):
+            assert row[key] is not None and 0.0 <= row[key] <= 1.0, (key, row[key])
+        assert row["epochs_run"] == 2 and row["best_epoch"] in (1, 2)
+        assert len(row["pck_per_keypoint"]) == 20 and row["keypoint_names"][0] == "L_Eye"
+        assert row["params_m"] > 1 and row["gflops"] > 0
+        assert row["sigma_set"] == "animalpose" and row["area_rule"] == "given"
+        assert row["subset_digest"] and row["checkpoint_uri"]
+        assert row["torch_version"] and row["ray_version"].startswith("2.60")
+        assert row["wall_s"] > 0 and row["ended_at"] > row["started_at"]
+    # Stage 2 started from stage 1's checkpoint, and on real data only (nested subsets).
+    fine = got[:2]
+    assert all(r["init"] == "checkpoint" and r["init_checkpoint"] == pre["checkpoint_uri"]
+               for r in fine)
+    assert Path(pre["checkpoint_uri"], "checkpoint.pt").is_file()
+    # --smoke shrinks 10 and 20 real images to 3 and 4 (still nested, still distinct).
+    assert "lynx-train=3" in fine[0]["datasets"] and "animalpose" not in fine[0]["datasets"]
+    assert "lynx-train=4" in fine[1]["datasets"]
+    assert fine[0]["subset_digest"] != fine[1]["subset_digest"]
+    epochs = two_stage.read_epochs().to_pylist()
+    assert sorted({(e["stage"], e["epoch"]) for e in epochs}) == [
+        ("fine", 1), ("fine", 2), ("pre", 1), ("pre", 2)]
+    assert any("done" in line and "best AP" in line for line in two_stage.lines)  # type: ignore[attr-defined]
+
+
+def test_query_cli_and_table(two_stage: ResultsStore, capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.cli import main
+
+    sql = "SELECT variant_id, status FROM trials WHERE stage = 'fine' ORDER BY variant_id"
+    assert main(["query", two_stage.uri, "--sql", sql, "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == [{"variant_id": "real_count=10", "status": "ok"},
+                   {"variant_id": "real_count=20", "status": "ok"}]
+    table = query(two_stage.uri, "SELECT count(*) AS n FROM epochs").to_pylist()
+    assert table == [{"n": 6}]
+    assert main(["query", two_stage.uri, "--sql", "SELECT nope FROM trials"]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_predict_with_megadetector_boxes(two_stage: ResultsStore, tmp_path: Path,
+                                         synth_dir: Path) -> None:
+    from orchestrator.cli import main
+
+    checkpoint = rows(two_stage)[0]["checkpoint_uri"]
+    images = synth_dir / "images"
+    gt = json.loads((synth_dir / "annotations.json").read_text())
+    pick = gt["images"][:3]
+    boxes = {a["image_id"]: a["bbox"] for a in gt["annotations"]}
+    detections = {
+        "detection_categories": {"1": "animal", "2": "person"},
+        "images": [
+            {"file": im["file_name"].split("/")[-1], "detections": [
+                {"category": "1", "conf": 0.9, "bbox": [
+                    boxes[im["id"]][0] / im["width"], boxes[im["id"]][1] / im["height"],
+                    boxes[im["id"]][2] / im["width"], boxes[im["id"]][3] / im["height"]]},
+                {"category": "2", "conf": 0.95, "bbox": [0.1, 0.1, 0.2, 0.2]},
+                {"category": "1", "conf": 0.05, "bbox": [0.5, 0.5, 0.2, 0.2]},
+            ]} for im in pick
+        ],
+    }
+    det_file = tmp_path / "md.json"
+    det_file.write_text(json.dumps(detections))
+    out = tmp_path / "pred.json"
+    code = main(["predict", "--checkpoint", checkpoint, "--images", str(images),
+                 "--detections", str(det_file), "--out", str(out),
+                 "--overlay", str(tmp_path / "overlay")])
+    assert code == 0
+    preds = json.loads(out.read_text())
+    assert len(preds) == 3  # one animal box per image above threshold; the person is ignored
+    for p in preds:
+        points = np.asarray(p["keypoints"]).reshape(-1, 3)
+        x, y, w, h = p["bbox"]
+        assert points.shape == (20, 3)
+        assert np.all(points[:, 0] >= x - 0.5 * w) and np.all(points[:, 0] <= x + 1.5 * w)
+    assert len(list((tmp_path / "overlay").glob("*.jpg"))) == 3
+
+
+def test_optuna_asha_sweep(ray_cluster: Any, tmp_path: Path) -> None:
+    experiment = Experiment(
+        name="tpe_test",
+        description="test",
+        baseline=TINY,
+        early_stopping=True,
+        stages=(Stage(
+            search="optuna", num_samples=3, scheduler="asha",
+            axes={"train.lr": LogUniform(1e-4, 3e-3), "train.epochs": IntRange(50, 210)},
+        ),),
+    )
+    store = sweep(experiment, tmp_path)
+    got = rows(store)
+    assert len(got) == 3
+    assert {r["status"] for r in got} <= {"ok", "stopped"}
+    lrs = [r["lr"] for r in got]
+    assert len(set(lrs)) == 3 and all(1e-4 <= lr <= 3e-3 for lr in lrs)
+    # In --smoke the epochs range shrinks to 1..3; ids carry the sampled values.
+    assert all(1 <= r["epochs"] <= 3 and r["variant_id"].startswith("lr=") for r in got)
+
+
+def test_data_parallel_trial_with_two_workers(ray_cluster: Any, tmp_path: Path) -> None:
+    experiment = Experiment(name="ddp_test", description="test", baseline=TINY,
+                            stages=(Stage(changes={"train.epochs": 50}),))
+    store = sweep(experiment, tmp_path, workers=2)
+    (row,) = rows(store)
+    assert row["status"] == "ok" and row["workers"] == 2 and row["AP"] is not None
+
+
+def test_resume_skips_finished_trials(ray_cluster: Any, tmp_path: Path) -> None:
+    experiment = Experiment(name="resume_test", description="test", baseline=TINY,
+                            stages=(Stage(axes={"data.synthetic_count": Grid(0, 10)}),))
+    store = sweep(experiment, tmp_path)
+    first = {r["variant_id"]: r["trial_id"] for r in rows(store)}
+    assert len(first) == 2
+    # Forget one trial (as if the driver died before it finished), then resume.
+    victim = next(p for p in (tmp_path / "trials").glob("*.parquet")
+                  if first["synthetic_count=10"] in p.name)
+    victim.unlink()
+    again = sweep(experiment, tmp_path, resume=True)
+    second = {r["variant_id"]: r["trial_id"] for r in rows(again)}
+    assert second["synthetic_count=0"] == first["synthetic_count=0"]  # not rerun
+    assert second["synthetic_count=10"] != first["synthetic_count=10"]  # rerun
+    assert any("1 finished trial(s) skipped" in line for line in again.lines)  # type: ignore[attr-defined]
+    assert len(again.read_trials(latest_only=False)) == 2
+    done = sweep(experiment, tmp_path, resume=True)
+    assert any("already finished" in line for line in done.lines), done.lines  # type: ignore[attr-defined]
+    assert len(done.read_trials(latest_only=False)) == 2
