@@ -106,9 +106,8 @@ class Catalog:
         """
         sizes = dict(SMOKE_SIZES if smoke else DEFAULT_SIZES)
         for name, count in (needs or {}).items():
-            if name in sizes:
-                sizes[name] = max(count, 1) if name in ("lynx-train", "lynx-synthetic") else max(
-                    sizes[name], count)
+            if name in sizes and count > 0:
+                sizes[name] = count
         entries = {
             name: DatasetEntry(
                 name, generate={"style": style, "seed": seed, "images": sizes[name], "scenes": 4}
@@ -214,12 +213,12 @@ class Catalog:
 
     def validate(
         self, names: Iterable[str], progress: Callable[[str], None] | None = None
-    ) -> dict[str, tuple[ReadReport, int]]:
+    ) -> dict[str, tuple[ReadReport, int, Skeleton]]:
         """Load every named dataset once, up front, so bad data fails before training.
 
-        Returns each set's read report and its number of images."""
+        Returns each set's read report, its number of images and its skeleton."""
         out = {}
         for name in sorted(set(names)):
-            instances, _, report = self.load(name, progress)
-            out[name] = (report, len({i.image_id for i in instances}))
+            instances, skeleton, report = self.load(name, progress)
+            out[name] = (report, len({i.image_id for i in instances}), skeleton)
         return out

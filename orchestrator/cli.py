@@ -209,8 +209,8 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-failures", type=int, default=2,
                    help="Ray Train restarts of a failed worker group per trial")
     p.add_argument("--tune-storage", help="where Ray keeps checkpoints (default RESULTS/tune)")
-    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, a running "
-                   "cluster, or a new local one)")
+    p.add_argument("--address", help="Ray cluster address, or 'local' for a new local "
+                   "cluster (default: RAY_ADDRESS, a running cluster, else a new local one)")
 
 
 def build_parser() -> argparse.ArgumentParser:

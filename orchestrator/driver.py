@@ -32,7 +32,7 @@ from orchestrator.planning import (
 )
 from orchestrator.progress import SweepCallback
 from orchestrator.results import ResultsStore
-from orchestrator.storage import join
+from orchestrator.storage import join, pyarrow_filesystem
 from pose_core.config import TrialConfig, with_values
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ class Resources:
     per_worker: dict[str, float]
     threads: int
     max_concurrent: int
+
+    trial_driver: dict[str, float]
 
     @property
     def gpus_per_trial(self) -> float:
@@ -72,14 +74,17 @@ def init_ray(options: SweepOptions) -> None:
     quiet: dict[str, Any] = {"log_to_driver": options.debug, "logging_level": logging.INFO if options.debug
              else logging.WARNING}
     address = options.ray_address or os.environ.get("RAY_ADDRESS")
-    if address:
+    local: dict[str, Any] = {"include_dashboard": True,
+             "dashboard_host": os.environ.get("POSETUNE_DASHBOARD_HOST", "127.0.0.1")}
+    if address == "local":
+        ray.init(**local, **quiet)
+    elif address:
         ray.init(address=address, **quiet)
-        return
-    try:
-        ray.init(address="auto", **quiet)
-    except ConnectionError:
-        ray.init(include_dashboard=True,
-                 dashboard_host=os.environ.get("POSETUNE_DASHBOARD_HOST", "127.0.0.1"), **quiet)
+    else:
+        try:
+            ray.init(address="auto", **quiet)
+        except ConnectionError:
+            ray.init(**local, **quiet)
 
 
 def plan_resources(options: SweepOptions) -> Resources:
@@ -106,7 +111,23 @@ def plan_resources(options: SweepOptions) -> Resources:
     if options.max_concurrent:
         concurrent = min(concurrent, options.max_concurrent)
     threads = max(1, int(cpw + 0.25))
-    return Resources(use_gpu, workers, per_worker, threads, concurrent)
+    # Trial drivers only wait on their Train run. On clusters that offer a TRAIN_DRIVER
+    # resource (cluster/aws-gpu.yaml puts it on the non-spot head) they go there, so a
+    # preempted GPU node never takes a sweep's trial driver with it.
+    driver: dict[str, float] = {"CPU": TRIAL_DRIVER_CPU}
+    if total.get("TRAIN_DRIVER", 0) > 0:
+        driver["TRAIN_DRIVER"] = 1.0
+        concurrent = min(concurrent, int(total["TRAIN_DRIVER"]))
+    return Resources(use_gpu, workers, per_worker, threads, concurrent, driver)
+
+
+def storage_arguments(uri: str) -> dict[str, Any]:
+    """Ray's ``storage_path`` (and ``storage_filesystem`` for s3://): checkpoints go through
+    s3fs with posetune's endpoint and credential rules, like the results store."""
+    if "://" not in uri or uri.startswith("file://"):
+        return {"storage_path": uri}
+    filesystem, path = pyarrow_filesystem(uri)
+    return {"storage_path": path, "storage_filesystem": filesystem}
 
 
 def train_run_name(experiment: str, stage: str, variant: str, seed: int) -> str:
@@ -135,7 +156,7 @@ def tune_trial(config: dict[str, Any]) -> None:
         ),
         run_config=ray.train.RunConfig(
             name=train_run_name(run["experiment"], spec["stage"], vid, cfg.train.seed),
-            storage_path=run["storage"],
+            **storage_arguments(run["storage"]),
             callbacks=[TuneReportCallback()],  # type: ignore[list-item]
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=run["max_failures"]),
@@ -154,8 +175,13 @@ def trial_config_of(config: dict[str, Any]) -> tuple[TrialConfig, str]:
     return cfg, spec["variant_id"]
 
 
+def say_now(line: str) -> None:
+    """Progress goes out at once, also when stdout is a file or a pipe (``ray job logs``)."""
+    print(line, flush=True)
+
+
 def run_sweep(
-    experiment: Experiment, options: SweepOptions, say: Callable[[str], None] = print
+    experiment: Experiment, options: SweepOptions, say: Callable[[str], None] = say_now
 ) -> ResultsStore:
     """Preflight, then every stage in order. Returns the results store."""
     planned, catalog = preflight(experiment, options, say)
@@ -199,7 +225,7 @@ def run_stage(
         say(f"[{experiment.name}/{stage.name}] resuming: {len(trials) - len(specs)} finished "
             f"trial(s) skipped, {len(specs)} to run")
     total = len(specs) if stage.search == "grid" else stage.num_samples
-    callback = SweepCallback(experiment, stage.name, store, total, say, resources)
+    callback = SweepCallback(experiment, stage.name, store, total, say, resources, storage)
     tuner = build_tuner(experiment, stage, specs, run, options, resources, storage, callback)
     started = time.time()
     tuner.fit()
@@ -212,10 +238,10 @@ def build_tuner(
 ) -> Any:
     from ray import tune
 
-    trainable = tune.with_resources(tune_trial, {"CPU": 0.25 if not resources.use_gpu else 1})
+    trainable = tune.with_resources(tune_trial, resources.trial_driver)
     name = f"{experiment.name}-{stage.name}"
     run_config = tune.RunConfig(
-        name=name, storage_path=storage, verbose=0, callbacks=[callback],
+        name=name, verbose=0, callbacks=[callback], **storage_arguments(storage),
         failure_config=tune.FailureConfig(max_failures=0),
     )
     if stage.search == "grid":

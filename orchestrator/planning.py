@@ -31,6 +31,7 @@ from orchestrator.experiment import (
 )
 from orchestrator.results import ResultsStore
 from pose_core.config import ConfigError, TrialConfig, with_values
+from pose_core.skeletons import resolve_sigmas
 
 log = logging.getLogger(__name__)
 
@@ -203,10 +204,14 @@ def preflight(
                 names.add(data.synthetic)
             check_weights(trial.config, catalog)
     say(f"checking {len(names)} dataset(s): {', '.join(sorted(names))}")
-    available = {}
-    for name, (report, images) in catalog.validate(names, say).items():
+    available, skeletons = {}, {}
+    for name, (report, images, skeleton) in catalog.validate(names, say).items():
         say("  " + report.summary())
-        available[name] = images
+        available[name], skeletons[name] = images, skeleton
+    for trials in planned.values():
+        for trial in trials:
+            # A sigma set that does not fit the test skeleton fails here, not in a worker.
+            resolve_sigmas(trial.config.eval.sigmas, skeletons[trial.config.data.test])
     for name, count in needed_sizes(planned).items():
         if count > available.get(name, count):
             raise ValueError(

@@ -37,7 +37,7 @@ def short(seconds: float) -> str:
 class SweepCallback(tune.Callback):  # type: ignore[misc]
     def __init__(
         self, experiment: Any, stage: str, store: ResultsStore, total: int,
-        say: Callable[[str], None], resources: Any,
+        say: Callable[[str], None], resources: Any, storage: str = "",
     ) -> None:
         self.experiment = experiment
         self.stage = stage
@@ -50,7 +50,7 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
         self.status: dict[str, str] = {}
         self.best: tuple[float, str] | None = None
         self.t0 = time.time()
-        self.storage_uri = None
+        self.storage_uri = storage
 
     # Tune hooks -------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
@@ -111,9 +111,8 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
         """Checkpoint paths come without the filesystem scheme (RAY_NOTES 1): add it back."""
         if not path:
             return None
-        results = self.store.uri
-        if "://" in results and "://" not in path:
-            return results.split("://", 1)[0] + "://" + path.lstrip("/")
+        if "://" in self.storage_uri and "://" not in path:
+            return self.storage_uri.split("://", 1)[0] + "://" + path.lstrip("/")
         return path
 
     def _counts(self) -> tuple[int, int, int]:

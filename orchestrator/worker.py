@@ -62,12 +62,11 @@ def resolve_weights(cfg: TrialConfig, catalog: Catalog) -> TrialConfig:
 
 
 def fetch_checkpoint(uri: str) -> str:
-    """Copy a Ray checkpoint directory (local or s3://) to a local temp dir; return the file."""
-    import ray.train
+    """The checkpoint file of a Ray checkpoint folder, local or s3:// (downloaded once)."""
+    from orchestrator.storage import local_cache
 
-    local = tempfile.mkdtemp(prefix="posetune-init-")
-    ray.train.Checkpoint(uri).to_directory(local)
-    path = Path(local) / CHECKPOINT_FILE
+    local = Path(local_cache(uri))
+    path = local / CHECKPOINT_FILE if local.is_dir() else local
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {uri} holds no {CHECKPOINT_FILE}")
     return str(path)

@@ -59,7 +59,7 @@ def make_datasets(
     skeleton: Skeleton,
     cache: ImageCache | None = None,
 ) -> tuple[TopDownDataset, TopDownDataset]:
-    common = dict(
+    common: dict[str, Any] = dict(
         flip_index=skeleton.flip_index,
         input_size=cfg.data.input_size,
         heatmap_sigma=cfg.data.heatmap_sigma,
@@ -98,7 +98,10 @@ def make_loader(
         )
         size = len(sampler)
     elif train:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+        sampler = RandomSampler(
+            dataset,  # type: ignore[arg-type]
+            generator=torch.Generator().manual_seed(seed),
+        )
     else:
         sampler = None
     batch = max(1, min(batch_size, size))
@@ -189,6 +192,8 @@ def fit(
     test_loader = make_loader(test_set, cfg.train.batch_size, False, 0, cfg.data.loader_workers)
     trial = build_trial(cfg, skeleton, len(train_loader), device)
     path = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     if path is not None and resume and path.is_file():
         state = load_checkpoint(path, trial.model, trial.optimizer, trial.scheduler)
         trial.epoch = int(state["epoch"])
