@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 OUT ?= posetune-demo
 
-.PHONY: setup demo test test-slow test-ci lint bench clean
+.PHONY: setup demo test test-slow test-ci lint bench clean study-smoke
 
 setup: $(VENV)/.installed
 
@@ -39,3 +39,11 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(OUT)
+
+# The whole study in --smoke on local Ray (~25 min on 2 cores), then its tables and Figure 7.
+STUDY ?= runs/study-smoke
+study-smoke: setup
+	for e in $$($(BIN)/posetune list --json | $(BIN)/python -c "import json,sys; print(' '.join(r['name'] for r in json.load(sys.stdin)))"); do \
+		$(BIN)/posetune sweep $$e --smoke --results $(STUDY) || exit 1; done
+	$(BIN)/posetune table two_stage $(STUDY)
+	$(BIN)/posetune plot synthetic_amount $(STUDY) --out $(STUDY)/figure7.png

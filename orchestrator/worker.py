@@ -13,6 +13,7 @@ last checkpoint and training resumes from it exactly (model, optimizer, schedule
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tempfile
 import time
@@ -113,11 +114,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                      cfg, data)
         return
     while trial.epoch < cfg.train.epochs:
-        maybe_inject_fault(trial.epoch, restarted)
         set_loader_epoch(train_loader, cfg.train.seed, trial.epoch)
+        on_step = functools.partial(maybe_inject_fault, trial.epoch, restarted)
         try:
             stats = train_one_epoch(model, train_loader, trial.optimizer, trial.scheduler,
-                                    trial.loss_fn, device, trial.epoch, cfg.train, generator)
+                                    trial.loss_fn, device, trial.epoch, cfg.train, generator,
+                                    on_step)
         except NonFiniteLossError as error:
             if world > 1:
                 raise  # other ranks wait in a collective: let Ray Train tear the group down
@@ -180,12 +182,17 @@ def report_epoch(
         ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(directory))
 
 
-def maybe_inject_fault(epoch: int, restarted: bool) -> None:
-    """Fault-injection hook for the reliability tests: SIGKILL this worker once at the start
-    of epoch ``$POSETUNE_FAULT_KILL_AT_EPOCH`` (never after a restart). Unset: no effect."""
+def maybe_inject_fault(epoch: int, restarted: bool, iteration: int, loss: float) -> None:
+    """Fault-injection hook for the reliability tests: SIGKILL this worker once, mid-epoch
+    (after the second step of 0-based epoch ``$POSETUNE_FAULT_KILL_AT_EPOCH``), never after a
+    restart. Unset (always, outside the tests): no effect."""
     target = os.environ.get(FAULT_ENV)
-    if target is None or restarted or epoch != int(target):
+    if target is None or restarted or epoch != int(target) or iteration != 1:
         return
+    # Train V2's controller collects reports by polling: a worker that dies within about a
+    # second of ray.train.report loses that report and its checkpoint (seen here with 0.3 s
+    # epochs). Real epochs last minutes; wait so the kill lands mid-epoch as it would.
+    time.sleep(float(os.environ.get("POSETUNE_FAULT_DELAY_S", "5")))
     marker = os.environ.get("POSETUNE_FAULT_MARKER")
     if marker:
         if Path(marker).exists():
