@@ -12,6 +12,7 @@ Each Train run has a stable name, so an interrupted trial resumes from its own c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -175,6 +176,11 @@ def trial_config_of(config: dict[str, Any]) -> tuple[TrialConfig, str]:
     return cfg, spec["variant_id"]
 
 
+def absolute(uri: str) -> str:
+    """Local paths made absolute; URIs (s3://...) as they are."""
+    return uri if "://" in uri else os.path.abspath(os.path.expanduser(uri))
+
+
 def say_now(line: str) -> None:
     """Progress goes out at once, also when stdout is a file or a pipe (``ray job logs``)."""
     print(line, flush=True)
@@ -184,6 +190,11 @@ def run_sweep(
     experiment: Experiment, options: SweepOptions, say: Callable[[str], None] = say_now
 ) -> ResultsStore:
     """Preflight, then every stage in order. Returns the results store."""
+    # Ray needs absolute local storage paths (a relative one reads as a URI without scheme).
+    options = dataclasses.replace(
+        options, results=absolute(options.results),
+        tune_storage=absolute(options.tune_storage) if options.tune_storage else None,
+    )
     planned, catalog = preflight(experiment, options, say)
     store = ResultsStore(options.results)
     init_ray(options)

@@ -162,8 +162,19 @@ def trial_static(cfg: TrialConfig, data: TrialData, init_message: str, world: in
         "keypoint_names": list(data.skeleton.keypoints),
         "init_message": init_message,
         "workers": world,
-        "node": os.uname().nodename,
+        "node": node_name(),
     }
+
+
+def node_name() -> str:
+    """Host name plus the Ray node id (several raylets may share one host)."""
+    import ray
+
+    try:
+        node_id = ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - outside Ray (never in a trial) keep the host name
+        node_id = ""
+    return f"{os.uname().nodename}/{node_id}" if node_id else os.uname().nodename
 
 
 def report_epoch(

@@ -125,3 +125,23 @@ def test_bad_configuration_fails_before_the_sweep(
     assert expected in err and err.startswith("posetune: error:")
     assert err.count("\n") == 1  # one clear line, no traceback
     assert not ray.is_initialized()  # failed before any cluster was started
+
+
+def test_bad_dataset_stops_the_sweep_before_any_training(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ray
+
+    monkeypatch.chdir(tmp_path)
+    source = shared_data / "animalpose"
+    data = json.loads((source / "annotations.json").read_text())
+    bad = data["annotations"][1]
+    bad["keypoints"] = bad["keypoints"][:57]
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    (tmp_path / "catalog.toml").write_text(
+        f'[datasets.lynx-test]\ncoco = "{tmp_path}/bad.json"\nimages = "{source}/images"\n')
+    code, _, err = run(capsys, "sweep", "quickstart", "--catalog", str(tmp_path / "catalog.toml"))
+    assert code == 2 and err.count("\n") == 1
+    assert f"bad.json: annotation id {bad['id']}" in err and "field 'keypoints'" in err
+    assert not ray.is_initialized() and not (tmp_path / "runs").exists()

@@ -185,22 +185,25 @@ def test_data_parallel_trial_with_two_workers(ray_cluster: Any, tmp_path: Path) 
     assert row["status"] == "ok" and row["workers"] == 2 and row["AP"] is not None
 
 
-def test_resume_skips_finished_trials(ray_cluster: Any, tmp_path: Path) -> None:
+def test_resume_skips_finished_trials(ray_cluster: Any, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     experiment = Experiment(name="resume_test", description="test", baseline=TINY,
                             stages=(Stage(axes={"data.synthetic_count": Grid(0, 10)}),))
-    store = sweep(experiment, tmp_path)
+    monkeypatch.chdir(tmp_path.parent)  # a relative results path, as `posetune sweep` defaults to
+    relative = Path(tmp_path.name)
+    store = sweep(experiment, relative)
     first = {r["variant_id"]: r["trial_id"] for r in rows(store)}
     assert len(first) == 2
     # Forget one trial (as if the driver died before it finished), then resume.
     victim = next(p for p in (tmp_path / "trials").glob("*.parquet")
                   if first["synthetic_count=10"] in p.name)
     victim.unlink()
-    again = sweep(experiment, tmp_path, resume=True)
+    again = sweep(experiment, relative, resume=True)
     second = {r["variant_id"]: r["trial_id"] for r in rows(again)}
     assert second["synthetic_count=0"] == first["synthetic_count=0"]  # not rerun
     assert second["synthetic_count=10"] != first["synthetic_count=10"]  # rerun
     assert any("1 finished trial(s) skipped" in line for line in again.lines)  # type: ignore[attr-defined]
     assert len(again.read_trials(latest_only=False)) == 2
-    done = sweep(experiment, tmp_path, resume=True)
+    done = sweep(experiment, relative, resume=True)
     assert any("already finished" in line for line in done.lines), done.lines  # type: ignore[attr-defined]
     assert len(done.read_trials(latest_only=False)) == 2
