@@ -26,28 +26,26 @@ from pose_core.config import ConfigError, TrialConfig, check_path, with_values
 METRICS = ("AP", "AP50", "AP75", "AP85", "AR", "PCK05")
 
 
-@dataclass(frozen=True)
-class Grid:
+@dataclass(frozen=True, init=False)
+class _Values:
+    """An axis given by its values: ``Grid(1, 2, 3)`` or ``Grid([1, 2, 3])``."""
+
+    values: tuple[Any, ...]
+
+    def __init__(self, *values: Any) -> None:
+        if len(values) == 1 and isinstance(values[0], (list, tuple)):
+            values = tuple(values[0])
+        object.__setattr__(self, "values", tuple(values))
+
+
+@dataclass(frozen=True, init=False)
+class Grid(_Values):
     """Every value is a trial (an ablation axis)."""
 
-    values: tuple[Any, ...]
 
-    def __init__(self, *values: Any) -> None:
-        if len(values) == 1 and isinstance(values[0], (list, tuple)):
-            values = tuple(values[0])
-        object.__setattr__(self, "values", tuple(values))
-
-
-@dataclass(frozen=True)
-class Choice:
+@dataclass(frozen=True, init=False)
+class Choice(_Values):
     """A categorical search axis (Optuna); enumerated like a grid in grid stages."""
-
-    values: tuple[Any, ...]
-
-    def __init__(self, *values: Any) -> None:
-        if len(values) == 1 and isinstance(values[0], (list, tuple)):
-            values = tuple(values[0])
-        object.__setattr__(self, "values", tuple(values))
 
 
 @dataclass(frozen=True)

@@ -135,3 +135,16 @@ def test_trainer_rejects_empty_evaluation() -> None:
 
     with pytest.raises(ValueError, match="empty"):
         predict(torch.nn.Identity(), [], torch.device("cpu"), [], SMALL.eval)
+
+
+def test_loader_workers_share_a_preloaded_cache(tiny_data: tuple) -> None:  # type: ignore[type-arg]
+    from pose_core.dataset import ImageCache
+    from pose_core.trainer import make_datasets
+
+    train, test, skeleton = tiny_data
+    cfg = with_values(SMALL, {"train.epochs": 1, "data.loader_workers": 2})
+    cache = ImageCache()
+    make_datasets(cfg, train[:16], test[:4], skeleton, cache)
+    assert len(cache) == len({i.image_path for i in (*train[:16], *test[:4])})
+    trial = fit(cfg, train[:16], test[:4], skeleton)
+    assert trial.epoch == 1 and trial.history[-1]["evaluated"]
