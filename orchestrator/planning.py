@@ -59,7 +59,7 @@ class SweepOptions:
     overrides: dict[str, Any] = field(default_factory=dict)
     resume: bool = False
     workers: int = 1
-    cpus_per_worker: float = 1.0
+    cpus_per_worker: float = 4.0  # GPU clusters only; CPU-only clusters split their CPUs
     gpus_per_worker: float = 1.0
     max_concurrent: int | None = None
     optuna_storage: str | None = None
