@@ -64,3 +64,31 @@ def test_two_stage_sweep_on_s3(s3_ray: Any) -> None:
     table = query(results, "SELECT stage, count(*) AS n FROM epochs GROUP BY stage ORDER BY stage")
     assert table.to_pylist() == [{"stage": "fine", "n": 2}, {"stage": "pre", "n": 2}]
     assert not ResultsStore(results).spooled_files()
+
+
+def test_catalog_dataset_on_s3_is_cached_locally(s3_server: Any, shared_data: Any,
+                                                 tmp_path: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A catalog entry with s3:// annotations and images is downloaded once, then read."""
+    from orchestrator.catalog import Catalog
+    from orchestrator.storage import filesystem_for
+
+    monkeypatch.setenv("POSETUNE_S3_ENDPOINT", s3_server.endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret)
+    monkeypatch.setenv("POSETUNE_CACHE_DIR", str(tmp_path / "cache"))
+    source = shared_data / "animalpose"
+    fs, root = filesystem_for(s3_server.uri("data", "animalpose"))
+    fs.put(str(source / "annotations.json"), f"{root}/annotations.json")
+    fs.put(str(source / "images"), f"{root}/images", recursive=True)
+    catalog_file = tmp_path / "catalog.toml"
+    catalog_file.write_text(
+        f'[datasets.lynx-test]\ncoco = "s3://{root}/annotations.json"\n'
+        f'images = "s3://{root}/images"\n')
+    catalog = Catalog.from_file(catalog_file)
+    instances, skeleton, report = catalog.load("lynx-test")
+    assert skeleton.name == "animalpose" and report.kept == len(instances) == 2
+    assert all(str(tmp_path / "cache") in inst.image_path for inst in instances)
+    fs.rm(root, recursive=True)  # now served from the local cache
+    again, _, _ = catalog.load("lynx-test")
+    assert [i.image_path for i in again] == [i.image_path for i in instances]
