@@ -22,9 +22,11 @@ from typing import Any
 from orchestrator.results import EpochRecord, TrialRecord, TrialStatus
 from pose_core.config import TrialConfig
 
-METRIC_KEYS = ("AP", "AP50", "AP75", "AP85", "AR", "PCK05")
-# Values never written to rows or logs: anything whose key looks like a credential.
-SECRET_KEY = re.compile(r"(secret|token|password|passwd|credential|access_key|session_key)", re.I)
+# ``KEY=value`` / ``KEY: value`` pairs whose key names a credential: redacted from error text.
+SECRET_PAIR = re.compile(
+    r"(?i)\b([A-Z0-9_]*(SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|ACCESS_KEY|SESSION_KEY)"
+    r"[A-Z0-9_]*)\s*[=:]\s*\S+"
+)
 
 
 @cache
@@ -65,10 +67,7 @@ def redact(text: str | None) -> str | None:
     """Drop ``KEY=value`` pairs whose key names a credential (errors can echo env vars)."""
     if text is None:
         return None
-    return re.sub(
-        r"(?i)\b([A-Z0-9_]*(SECRET|TOKEN|PASSWORD|ACCESS_KEY)[A-Z0-9_]*)\s*[=:]\s*\S+",
-        r"\1=<redacted>", text,
-    )
+    return SECRET_PAIR.sub(r"\1=<redacted>", text)
 
 
 def _finite(value: Any) -> float | None:
