@@ -18,7 +18,8 @@ from orchestrator.planning import SweepOptions
 from orchestrator.results import ResultsStore
 from orchestrator.tables import render_plot, render_table
 
-pytestmark = [pytest.mark.slow, pytest.mark.ray]
+# The module fixture runs ~70 trials (~31 min on 2 cores) inside the first test's setup.
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(4200)]
 
 
 @pytest.fixture(scope="module")
