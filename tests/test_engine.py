@@ -73,7 +73,8 @@ def test_training_learns_on_generated_data(tiny_data: tuple) -> None:  # type: i
                     skeleton).history[-1]["PCK05"]
     fit(cfg, train, test, skeleton, on_epoch=rows.append)
     trained = rows[-1]["PCK05"]
-    # Measured: untrained ~0.03, trained ~0.3 after 12 epochs (hrnet_w18_small, 64 px).
+    # Measured 2026-11-21: untrained 0.002, trained 0.12 at epoch 5 and 0.174 at epoch 12
+    # (hrnet_w18_small from random weights, 64 px, 96 generated images, CPU).
     assert trained > max(0.12, 3 * untrained), (untrained, [r["PCK05"] for r in rows])
     assert rows[-1]["loss"] < rows[0]["loss"]
 
