@@ -23,6 +23,7 @@ from orchestrator.results import ResultsStore, TrialRecord
 from orchestrator.tables import TABLES, mean_interval, render_plot, render_table
 from pose_core.config import TrialConfig, with_values
 from search_spaces import load_experiment
+from tests.test_search_spaces import TRIALS
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 KEYPOINTS = ["left_eye", "right_eye", "nose", "throat", "tail_base"]
@@ -185,18 +186,7 @@ LABELS = {
         "random init + Animal-Pose, 40 real + 100 synthetic",
     ],
 }
-ROWS = {
-    "backbones": 5,
-    "synthetic_amount": 10,
-    "augmentations": 7,
-    "hyperparameters": 9,
-    "hyperparameters_tpe": 9,
-    "real_amount": 9,
-    "real_plus_synthetic": 7,
-    "two_stage": 5,
-    "kitpose": 2,
-    "quickstart": 4,
-}
+ROWS = TRIALS  # one table row per final-stage trial
 
 
 @pytest.fixture(scope="module")
