@@ -28,6 +28,7 @@ lock so concurrent trials on one node never write the same folder twice.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -139,7 +140,7 @@ class Catalog:
     def to_dict(self) -> dict[str, Any]:
         """Plain data, to ship to Ray workers inside the trial config."""
         return {
-            "datasets": {n: vars(e) | {} for n, e in self.datasets.items()},
+            "datasets": {n: dataclasses.asdict(e) for n, e in self.datasets.items()},
             "weights": self.weights,
             "data_dir": self.data_dir,
             "source": self.source,

@@ -92,8 +92,6 @@ class TrialOutcome:
     checkpoint_uri: str | None = None
     use_gpu: bool = False
     gpus_per_trial: float = 0.0
-    params_m: float | None = None
-    gflops: float | None = None
 
 
 def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
@@ -136,8 +134,7 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
         keypoint_names=list(last.get("keypoint_names", [])) or None,
         sigma_set=cfg.eval.sigmas, sigma_digest=str(last.get("sigma_digest", "")),
         area_rule=cfg.eval.area_rule, pck_normaliser=cfg.eval.pck_normaliser,
-        params_m=outcome.params_m or _finite(last.get("params_m")),
-        gflops=outcome.gflops or _finite(last.get("gflops")),
+        params_m=_finite(last.get("params_m")), gflops=_finite(last.get("gflops")),
         best_epoch=int(best["epoch"]) if best else None, epochs_run=epochs_run,
         wall_s=wall, gpu_hours=wall / 3600 * outcome.gpus_per_trial,
         train_images_per_s=sum(rates) / len(rates) if rates else None,
