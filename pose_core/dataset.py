@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from pose_core.augment import apply_photometric, build_photometric
+from pose_core.batch_augment import NUM_PARAMS, BatchPreparer, sample_params
 from pose_core.codecs import encode_heatmaps
 from pose_core.geometry import (
     RandomBBoxTransform,
@@ -80,6 +81,11 @@ class TopDownDataset(Dataset[dict[str, Tensor]]):
 
     ``augment`` names a photometric set (:data:`pose_core.augment.AUGMENT_SETS`); ``geometric``
     switches flip, half-body and the random box transform. Both apply in train mode only.
+
+    ``batched=True`` stops after the crop: a sample is ``image_u8 (3, S, S)`` uint8 RGB,
+    ``keypoints (K, 3)`` (x, y in input pixels, raw v), ``photometric (P,)`` (the sample's
+    drawn parameters), ``noise_seed ()``, ``center``, ``scale`` and ``index``; the collated batch
+    is finished on the training device by :meth:`batch_preparer`.
     """
 
     def __init__(
@@ -96,6 +102,7 @@ class TopDownDataset(Dataset[dict[str, Tensor]]):
         lower_body: Sequence[int] = (),
         seed: int = 0,
         image_cache: ImageCache | None = None,
+        batched: bool = False,
     ) -> None:
         if input_size % HEATMAP_STRIDE:
             raise ValueError(f"input_size {input_size} is not a multiple of {HEATMAP_STRIDE}")
@@ -118,7 +125,9 @@ class TopDownDataset(Dataset[dict[str, Tensor]]):
         self.seed = seed
         self.epoch = 0
         self.image_cache = image_cache
+        self.augment = augment
         self.photometric = build_photometric(augment)
+        self.batched = batched
         self.bbox_transform = RandomBBoxTransform()
 
     @classmethod
@@ -162,6 +171,9 @@ class TopDownDataset(Dataset[dict[str, Tensor]]):
         )
         size = self.input_size
         crop = cv2.warpAffine(image, image_matrix, (size, size), flags=cv2.INTER_LINEAR)
+        if self.batched:
+            return self._crop_only(index, crop, transform_points(keypoints[:, :2], matrix),
+                                   keypoints[:, 2], center, scale, rng)
         crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
         if rng is not None:
             crop = apply_photometric(self.photometric, crop, rng)
@@ -186,6 +198,47 @@ class TopDownDataset(Dataset[dict[str, Tensor]]):
             "scale": torch.from_numpy(scale.astype(np.float32)),
             "index": torch.tensor(index, dtype=torch.int64),
         }
+
+    def _crop_only(
+        self,
+        index: int,
+        crop_bgr: np.ndarray,
+        points: np.ndarray,
+        visibility: np.ndarray,
+        center: np.ndarray,
+        scale: np.ndarray,
+        rng: np.random.Generator | None,
+    ) -> dict[str, Tensor]:
+        """The ``batched`` sample: the uint8 crop and the photometric draw, nothing computed."""
+        params = torch.zeros(NUM_PARAMS)
+        noise_seed = 0
+        if rng is not None and self.photometric is not None:
+            generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+            params = sample_params(self.augment, 1, generator)[0]
+            noise_seed = int(torch.randint(2**62, (), generator=generator))
+        # BGR (H, W, 3) -> RGB (3, H, W) in one copy.
+        rgb = np.ascontiguousarray(crop_bgr[:, :, ::-1].transpose(2, 0, 1))
+        target = np.concatenate([points, visibility[:, None]], 1)
+        return {
+            "image_u8": torch.from_numpy(rgb),
+            "keypoints": torch.from_numpy(target.astype(np.float32)),
+            "photometric": params,
+            "noise_seed": torch.tensor(noise_seed, dtype=torch.int64),
+            "center": torch.from_numpy(center.astype(np.float32)),
+            "scale": torch.from_numpy(scale.astype(np.float32)),
+            "index": torch.tensor(index, dtype=torch.int64),
+        }
+
+    def batch_preparer(self) -> BatchPreparer:
+        """The device step that finishes this dataset's ``batched`` samples."""
+        return BatchPreparer(
+            self.augment if self.train else "none",
+            self.heatmap_size,
+            self.heatmap_sigma,
+            self.unbiased,
+            mean=MEAN_RGB,
+            std=STD_RGB,
+        )
 
     def _crop_geometry(
         self,
