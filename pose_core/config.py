@@ -27,6 +27,9 @@ AreaRule = Literal["given", "bbox"]
 PckNormaliser = Literal["bbox", "diagonal", "sqrt_area"]
 # The study's five photometric augmentations, alone and together (pose_core.augment).
 AugmentName = Literal["none", "blur", "noise", "hsv", "brightness_contrast", "grayscale", "all"]
+# Where the photometric set, normalisation and heatmap encoding run: in the loader, one sample
+# at a time (the reference), or as one batched step on the training device (pose_core.batch_augment).
+PipelineName = Literal["per_sample", "batched"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class DataConfig:
     encode: EncodeName = "standard"
     max_test: int | None = None
     loader_workers: int = 2
+    pipeline: PipelineName = "per_sample"
 
     @property
     def heatmap_size(self) -> int:

@@ -30,6 +30,8 @@ from pose_core.dataset import predictions_to_image
 from pose_core.metrics import MetricResult, evaluate_predictions
 
 LossFunction = Callable[[dict[str, torch.Tensor], torch.Tensor, torch.Tensor], torch.Tensor]
+# Finishes a loader batch on the device (pose_core.batch_augment.BatchPreparer).
+PrepareFunction = Callable[[dict[str, torch.Tensor], torch.device], dict[str, torch.Tensor]]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -118,18 +120,27 @@ def train_one_epoch(
     cfg: TrainConfig,
     cutmix_generator: torch.Generator | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    *,
+    prepare: PrepareFunction | None = None,
 ) -> EpochStats:
     """One pass over ``loader``. Raises :class:`NonFiniteLossError` on a NaN/inf loss.
 
     With ``cutmix_generator`` set, batches are mixed with KITPose's CutMix rules and the
     loss is ``lam * L(weights_a) + (1 - lam) * L(weights_b)``.
+
+    Batches of a ``batched`` dataset (key ``image_u8``) are finished on ``device`` by
+    ``prepare``, by default the loader's ``dataset.batch_preparer()``.
     """
     model.train()
     total, count, images = 0.0, 0, 0
     start = time.perf_counter()
     channels_last = cfg.channels_last and device.type == "cuda"
     for iteration, batch in enumerate(loader):
-        batch = to_device(batch, device)
+        if "image_u8" in batch:
+            prepare = prepare or _dataset_preparer(loader)
+            batch = prepare(batch, device)
+        else:
+            batch = to_device(batch, device)
         images_in = batch["image"]
         if channels_last:
             images_in = images_in.contiguous(memory_format=torch.channels_last)
@@ -162,6 +173,17 @@ def train_one_epoch(
         images=images,
         wall_s=wall,
     )
+
+
+def _dataset_preparer(loader: Any) -> PrepareFunction:
+    make = getattr(getattr(loader, "dataset", None), "batch_preparer", None)
+    if make is None:
+        raise ValueError(
+            "the loader yields uint8 'image_u8' batches but neither a prepare step nor a "
+            "dataset with batch_preparer() was given"
+        )
+    prepare: PrepareFunction = make()
+    return prepare
 
 
 def _float(output: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -70,7 +70,8 @@ def make_datasets(
         image_cache=cache,
     )
     train_set = TopDownDataset(
-        train, train=True, augment=cfg.data.augment, geometric=cfg.data.geometric, **common
+        train, train=True, augment=cfg.data.augment, geometric=cfg.data.geometric,
+        batched=cfg.data.pipeline == "batched", **common,
     )
     test_set = TopDownDataset(test, train=False, **common)
     if cache is not None and cfg.data.loader_workers > 0:
@@ -204,13 +205,14 @@ def fit(
         trial.history = list(state["extra"].get("history", []))
     records = gt_records(test)
     generator = torch.Generator().manual_seed(cfg.train.seed) if cfg.data.cutmix else None
+    prepare = train_set.batch_preparer() if train_set.batched else None
     while trial.epoch < cfg.train.epochs:
         if stop_after is not None and trial.epoch >= stop_after:
             break
         set_loader_epoch(train_loader, cfg.train.seed, trial.epoch)
         stats = train_one_epoch(
             trial.model, train_loader, trial.optimizer, trial.scheduler, trial.loss_fn,
-            trial.device, trial.epoch, cfg.train, generator,
+            trial.device, trial.epoch, cfg.train, generator, prepare=prepare,
         )
         trial.epoch += 1
         metrics = None
