@@ -58,6 +58,7 @@ def sweep_options(args: argparse.Namespace, results: str) -> Any:
         max_concurrent=args.max_concurrent, optuna_storage=args.optuna_storage,
         max_failures=args.max_failures, stages=tuple(args.stage or ()),
         tune_storage=args.tune_storage, ray_address=args.address, debug=args.debug,
+        runner=args.runner,
     )
 
 
@@ -199,7 +200,12 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--catalog", help="data catalog TOML (default: generated data)")
     p.add_argument("--stage", action="append", help="run only these stages")
-    p.add_argument("--workers", type=int, default=1, help="Ray Train workers per trial")
+    p.add_argument("--workers", type=int, default=1, help="data-parallel workers per trial "
+                   "(more than 1 runs each trial as a Ray Train run)")
+    p.add_argument("--runner", choices=["auto", "tune", "train"], default="auto",
+                   help="how a trial runs: 'tune' trains in the Tune trial's own process "
+                   "(fast start, packs on fractional GPUs), 'train' launches a Ray Train run "
+                   "(needed for --workers > 1); auto picks by --workers")
     p.add_argument("--cpus-per-worker", type=float, default=4.0, help="CPUs per worker on GPU "
                    "clusters (CPU-only clusters split their CPUs automatically)")
     p.add_argument("--gpus-per-worker", type=float, default=1.0,
@@ -207,7 +213,8 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-concurrent", type=int, help="trials running at once")
     p.add_argument("--optuna-storage", help="Optuna storage URL to persist TPE studies")
     p.add_argument("--max-failures", type=int, default=2,
-                   help="Ray Train restarts of a failed worker group per trial")
+                   help="restarts of a failed trial (or Ray Train worker group) from its "
+                   "last checkpoint")
     p.add_argument("--tune-storage", help="where Ray keeps checkpoints (default RESULTS/tune)")
     p.add_argument("--address", help="Ray cluster address, or 'local' for a new local "
                    "cluster (default: RAY_ADDRESS, a running cluster, else a new local one)")

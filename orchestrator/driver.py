@@ -1,13 +1,21 @@
-"""The sweep driver: Ray Tune over trials, each trial a Ray Train run of pose_core.
+"""The sweep driver: Ray Tune over trials, each trial training pose_core.
 
-Per RAY_NOTES.md (Ray 2.60, Train V2): a Tune *function* trainable (:func:`tune_trial`)
-launches a ``TorchTrainer`` and reports through ``TuneReportCallback``; ``Tuner(trainer)``
-does not work. Grid stages use Tune's ``grid_search`` with the default searcher (OptunaSearch
-refuses grids); optuna stages use a define-by-run OptunaSearch (TPE, seeded, optionally
-persisted). ASHA cuts trials on the reported ``epoch``. Rows are written by a Tune callback
-in this process as each trial ends, so a finished trial's row exists even if the driver dies
-later, and ``--resume`` skips every trial whose ``ok``/``stopped`` row is already stored.
-Each Train run has a stable name, so an interrupted trial resumes from its own checkpoint.
+A trial runs in one of two ways (``--runner``, see :mod:`orchestrator.worker`):
+
+- ``tune`` (the default with one worker per trial): the Tune function trainable
+  :func:`tune_trial_direct` trains in its own process. Its resources (CPU, and a GPU or a
+  fraction of one, so small trials pack several to a GPU) are the trial's resources, and Tune
+  actors are reused between trials, so a trial starts in seconds.
+- ``train`` (needed for ``--workers N > 1``, data parallel): per RAY_NOTES.md (Ray 2.60,
+  Train V2) the function trainable :func:`tune_trial` launches a ``TorchTrainer`` and reports
+  through ``TuneReportCallback``; ``Tuner(trainer)`` does not work.
+
+Grid stages use Tune's ``grid_search`` with the default searcher (OptunaSearch refuses
+grids); optuna stages use a define-by-run OptunaSearch (TPE, seeded, optionally persisted).
+ASHA cuts trials on the reported ``epoch``. Rows are written by a Tune callback in this
+process as each trial ends, so a finished trial's row exists even if the driver dies later,
+and ``--resume`` skips every trial whose ``ok``/``stopped`` row is already stored. Each trial
+keeps its checkpoints under a stable name, so an interrupted trial resumes from its own.
 """
 
 from __future__ import annotations
@@ -47,8 +55,10 @@ class Resources:
     per_worker: dict[str, float]
     threads: int
     max_concurrent: int
-
+    # What the Tune trial itself asks for: with runner "train" a light driver of the Train
+    # run; with runner "tune" the trial trains, so it holds the worker's resources.
     trial_driver: dict[str, float]
+    runner: str = "train"
 
     @property
     def gpus_per_trial(self) -> float:
@@ -88,11 +98,24 @@ def init_ray(options: SweepOptions) -> None:
             ray.init(**local, **quiet)
 
 
+def choose_runner(options: SweepOptions) -> str:
+    """``auto``: the in-process Tune runner for one worker per trial, Ray Train for DDP."""
+    if options.runner == "auto":
+        return "tune" if options.workers <= 1 else "train"
+    if options.runner == "tune" and options.workers > 1:
+        raise ValueError(f"--runner tune trains one process per trial; --workers "
+                         f"{options.workers} (data parallel) needs --runner train")
+    if options.runner not in ("tune", "train"):
+        raise ValueError(f"unknown runner {options.runner!r}; use auto, tune or train")
+    return options.runner
+
+
 def plan_resources(options: SweepOptions) -> Resources:
     """Per-trial resources decided from what the cluster has, never from the driver's own
     devices: ``use_gpu=True`` on a GPU-less cluster would wait forever (RAY_NOTES 3)."""
     import ray
 
+    runner = choose_runner(options)
     total = ray.cluster_resources()
     gpus, cpus = total.get("GPU", 0.0), total.get("CPU", 1.0)
     workers = max(1, options.workers)
@@ -103,15 +126,24 @@ def plan_resources(options: SweepOptions) -> Resources:
             raise ValueError("fractional GPUs need --workers 1 (NCCL refuses two workers on "
                              "one GPU: ray#48012)")
         concurrent = max(1, math.floor(gpus / (workers * gpw) + 1e-9))
-        cpw = options.cpus_per_worker
+        if options.max_concurrent:
+            concurrent = min(concurrent, options.max_concurrent)
+        # Packed trials must also fit the CPUs, or Ray leaves the GPU idle waiting for them.
+        cpw = min(options.cpus_per_worker, max(0.5, cpus / (workers * concurrent)))
         per_worker = {"CPU": cpw, "GPU": gpw}
     else:
         concurrent = options.max_concurrent or 1
-        cpw = max(0.5, (cpus - TRIAL_DRIVER_CPU * concurrent) / (workers * concurrent))
+        driver_cpu = TRIAL_DRIVER_CPU if runner == "train" else 0.0
+        cpw = max(0.5, (cpus - driver_cpu * concurrent) / (workers * concurrent))
         per_worker = {"CPU": cpw}
     if options.max_concurrent:
         concurrent = min(concurrent, options.max_concurrent)
     threads = max(1, int(cpw + 0.25))
+    if runner == "tune":
+        # The trial is the training process: it must land on a GPU node, never be pinned to
+        # the TRAIN_DRIVER head; if a spot node dies Tune retries it from its checkpoint.
+        return Resources(use_gpu, workers, per_worker, threads, concurrent, dict(per_worker),
+                         runner)
     # Trial drivers only wait on their Train run. On clusters that offer a TRAIN_DRIVER
     # resource (cluster/aws-gpu.yaml puts it on the non-spot head) they go there, so a
     # preempted GPU node never takes a sweep's trial driver with it.
@@ -119,7 +151,7 @@ def plan_resources(options: SweepOptions) -> Resources:
     if total.get("TRAIN_DRIVER", 0) > 0:
         driver["TRAIN_DRIVER"] = 1.0
         concurrent = min(concurrent, int(total["TRAIN_DRIVER"]))
-    return Resources(use_gpu, workers, per_worker, threads, concurrent, driver)
+    return Resources(use_gpu, workers, per_worker, threads, concurrent, driver, runner)
 
 
 def storage_arguments(uri: str) -> dict[str, Any]:
@@ -166,6 +198,17 @@ def tune_trial(config: dict[str, Any]) -> None:
     trainer.fit()
 
 
+def tune_trial_direct(config: dict[str, Any]) -> None:
+    """One Tune trial trained in this process (``--runner tune``)."""
+    from orchestrator.worker import TuneSession, run_trial
+
+    run, spec = config["run"], config["spec"]
+    cfg, vid = trial_config_of(config)
+    name = train_run_name(run["experiment"], spec["stage"], vid, cfg.train.seed)
+    run_trial({"trial": cfg.to_dict(), "catalog": run["catalog"], "threads": run["threads"]},
+              TuneSession(join(run["storage"], name)))
+
+
 def trial_config_of(config: dict[str, Any]) -> tuple[TrialConfig, str]:
     """The trial's config and variant id; Optuna's suggestions arrive as dotted keys."""
     spec = config["spec"]
@@ -195,13 +238,14 @@ def run_sweep(
         options, results=absolute(options.results),
         tune_storage=absolute(options.tune_storage) if options.tune_storage else None,
     )
+    choose_runner(options)  # a bad --runner fails before anything starts
     planned, catalog = preflight(experiment, options, say)
     store = ResultsStore(options.results)
     init_ray(options)
     resources = plan_resources(options)
     say(f"resources per trial: {resources.workers} worker(s) x {resources.per_worker}"
         f"{' (GPU)' if resources.use_gpu else ' (CPU only)'}, up to "
-        f"{resources.max_concurrent} trial(s) at once")
+        f"{resources.max_concurrent} trial(s) at once, runner {resources.runner}")
     storage = options.tune_storage or join(options.results, "tune")
     for stage_name, trials in planned.items():
         stage = experiment.stage(stage_name)
@@ -235,12 +279,17 @@ def run_stage(
     if stage.search == "grid" and len(specs) < len(trials):
         say(f"[{experiment.name}/{stage.name}] resuming: {len(trials) - len(specs)} finished "
             f"trial(s) skipped, {len(specs)} to run")
-    total = len(specs) if stage.search == "grid" else stage.num_samples
-    callback = SweepCallback(experiment, stage.name, store, total, say, resources, storage)
-    tuner = build_tuner(experiment, stage, specs, run, options, resources, storage, callback)
-    started = time.time()
-    tuner.fit()
-    say(callback.summary(time.time() - started))
+    # A grid stage is one Tune run; an optuna stage is one TPE study per seed (--seeds N:
+    # N independent searches, each with its own sampler seed and training seed).
+    groups = [specs] if stage.search == "grid" else [[spec] for spec in specs]
+    for group in groups:
+        total = len(group) if stage.search == "grid" else stage.num_samples
+        callback = SweepCallback(experiment, stage.name, store, total, say, resources, storage)
+        tuner = build_tuner(experiment, stage, group, run, options, resources, storage,
+                            callback)
+        started = time.time()
+        tuner.fit()
+        say(callback.summary(time.time() - started))
 
 
 def build_tuner(
@@ -249,17 +298,25 @@ def build_tuner(
 ) -> Any:
     from ray import tune
 
-    trainable = tune.with_resources(tune_trial, resources.trial_driver)
+    direct = resources.runner == "tune"
+    trainable = tune.with_resources(tune_trial_direct if direct else tune_trial,
+                                    resources.trial_driver)
     name = f"{experiment.name}-{stage.name}"
+    seed = TrialConfig.from_dict(specs[0]["trial"]).train.seed
+    if stage.search == "optuna" and seed:
+        name += f"-seed{seed}"  # seed 0 keeps the name sweeps had before --seeds applied here
     run_config = tune.RunConfig(
         name=name, verbose=0, callbacks=[callback], **storage_arguments(storage),
-        failure_config=tune.FailureConfig(max_failures=0),
+        # Ray Train retries its own workers; a direct trial is retried by Tune, from the
+        # checkpoint it keeps under its stable name.
+        failure_config=tune.FailureConfig(max_failures=options.max_failures if direct else 0),
     )
     if stage.search == "grid":
         return tune.Tuner(
             trainable,
             param_space={"spec": tune.grid_search(specs), "run": run},
-            tune_config=tune.TuneConfig(max_concurrent_trials=resources.max_concurrent),
+            tune_config=tune.TuneConfig(max_concurrent_trials=resources.max_concurrent,
+                                        reuse_actors=direct),
             run_config=run_config,
         )
     path = f"{storage.rstrip('/')}/{name}"
@@ -268,10 +325,11 @@ def build_tuner(
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=optuna_search(experiment, stage, specs[0], run, options),
+            search_alg=optuna_search(experiment, stage, specs[0], run, options, name),
             scheduler=asha(experiment, stage, specs[0], options.smoke),
             num_samples=stage.num_samples,
             max_concurrent_trials=resources.max_concurrent,
+            reuse_actors=direct,
         ),
         run_config=run_config,
     )
@@ -301,22 +359,31 @@ class DefineByRun:
 
 def optuna_search(
     experiment: Experiment, stage: Stage, spec: dict[str, Any], run: dict[str, Any],
-    options: SweepOptions,
+    options: SweepOptions, study_name: str,
 ) -> Any:
     """TPE (seeded by the trial seed), optionally persisted in an Optuna storage URL."""
+    import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     seed = TrialConfig.from_dict(spec["trial"]).train.seed
     storage = None
     if options.optuna_storage:
-        import optuna
-
         storage = optuna.storages.RDBStorage(options.optuna_storage)
     return OptunaSearch(
         space=DefineByRun(search_axes(stage, options.smoke), spec, run),
-        metric=experiment.metric, mode=experiment.mode, seed=seed,
-        storage=storage, study_name=f"{experiment.name}-{stage.name}",
+        metric=experiment.metric, mode=experiment.mode, sampler=tpe_sampler(stage, seed),
+        storage=storage, study_name=study_name,
     )
+
+
+def tpe_sampler(stage: Stage, seed: int) -> Any:
+    """Optuna's TPE samples its first ``n_startup_trials`` (default 10) at random: a study of
+    9 samples would be a random search. A third of the budget (at least 2) explores at random
+    here, the rest is modelled; constant liar keeps concurrent trials from sampling alike."""
+    import optuna
+
+    startup = max(2, min(10, stage.num_samples // 3))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True)
 
 
 def asha(experiment: Experiment, stage: Stage, spec: dict[str, Any], smoke: bool) -> Any:
@@ -327,9 +394,13 @@ def asha(experiment: Experiment, stage: Stage, spec: dict[str, Any], smoke: bool
     from orchestrator.experiment import IntRange
 
     epochs_axis = search_axes(stage, smoke).get("train.epochs")
-    base_epochs = TrialConfig.from_dict(spec["trial"]).train.epochs
-    max_t = epochs_axis.high if isinstance(epochs_axis, IntRange) else base_epochs
+    base = TrialConfig.from_dict(spec["trial"])
+    max_t = epochs_axis.high if isinstance(epochs_axis, IntRange) else base.train.epochs
+    # Rungs at grace * 3^k must fall on evaluated epochs: between evaluations a trial reports
+    # the last AP it measured (0.0 before the first), and ASHA would rank trials on stale or
+    # all-zero values (with grace 1 and eval every 10 epochs it never stopped anything).
+    grace = max(1, min(base.eval.interval, max_t))
     # time_attr "epoch" (what we report), not training_iteration: the latter restarts at 1
     # when a trial resumes from a checkpoint (RAY_NOTES 1, resuming).
     return ASHAScheduler(time_attr="epoch", metric=experiment.metric, mode=experiment.mode,
-                         max_t=max(1, max_t), grace_period=1, reduction_factor=3)
+                         max_t=max(1, max_t), grace_period=grace, reduction_factor=3)

@@ -68,6 +68,7 @@ class SweepOptions:
     tune_storage: str | None = None
     ray_address: str | None = None
     debug: bool = False
+    runner: str = "auto"  # auto | tune (in-process trial) | train (TorchTrainer, DDP)
 
 
 @dataclass
@@ -141,9 +142,10 @@ def plan(experiment: Experiment, options: SweepOptions) -> dict[str, list[Planne
     seeds = options.seeds or experiment.seeds
     planned: dict[str, list[PlannedTrial]] = {}
     for stage in selected_stages(experiment, options):
-        if stage.search == "optuna":
-            spec = TrialSpec(stage.name, "optuna", {}, 0)
-            planned[stage.name] = [PlannedTrial(spec, trial_config(experiment, stage, spec, options))]
+        if stage.search == "optuna":  # one TPE study per seed; its trials are sampled later
+            optuna_specs = [TrialSpec(stage.name, "optuna", {}, seed) for seed in range(seeds)]
+            planned[stage.name] = [PlannedTrial(spec, trial_config(experiment, stage, spec, options))
+                                   for spec in optuna_specs]
             continue
         specs = expand_stage(experiment, stage, seeds)
         planned[stage.name] = [

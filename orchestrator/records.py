@@ -92,6 +92,7 @@ class TrialOutcome:
     checkpoint_uri: str | None = None
     use_gpu: bool = False
     gpus_per_trial: float = 0.0
+    startup_s: float | None = None
 
 
 def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
@@ -144,6 +145,7 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
         git_commit=v["git_commit"],
         started_at=outcome.started_at, ended_at=outcome.ended_at,
         node=last.get("node"), workers=int(last.get("workers", 1)), use_gpu=outcome.use_gpu,
+        startup_s=outcome.startup_s,
     )
 
 

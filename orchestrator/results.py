@@ -125,6 +125,9 @@ class TrialRecord:
     node: str | None
     workers: int
     use_gpu: bool
+    # Seconds from Tune starting the trial to the end of its first optimizer step (the
+    # orchestration overhead: process, imports, data, model); None in files from before.
+    startup_s: float | None = None
 
     def __post_init__(self) -> None:
         _normalise_fields(self)

@@ -1,7 +1,8 @@
 """Sweeps on a real local Ray cluster: grid, Optuna + ASHA, two stages, DDP, resume, CLI.
 
-Each Train-backed trial costs ~15-20 s of fixed Ray overhead on 2 cores, so the sweeps here
-are as small as the behaviour they check allows, and results are shared where possible.
+Trials run in-process in their Tune trial (runner "tune") except the DDP test (runner
+"train", ~15-20 s of fixed Ray Train overhead a trial on 2 cores), so the sweeps here are as
+small as the behaviour they check allows, and results are shared where possible.
 """
 
 from __future__ import annotations
@@ -203,6 +204,10 @@ def test_resume_skips_finished_trials(ray_cluster: Any, tmp_path: Path,
     assert second["synthetic_count=0"] == first["synthetic_count=0"]  # not rerun
     assert second["synthetic_count=10"] != first["synthetic_count=10"]  # rerun
     assert any("1 finished trial(s) skipped" in line for line in again.lines)  # type: ignore[attr-defined]
+    # Its checkpoint (stable name) held the finished run: re-reported once, not retrained.
+    rerun = [r for r in again.read_epochs().to_pylist()
+             if r["trial_id"] == second["synthetic_count=10"]]
+    assert [r["epoch"] for r in rerun] == [2]
     assert len(again.read_trials(latest_only=False)) == 2
     done = sweep(experiment, relative, resume=True)
     assert any("already finished" in line for line in done.lines), done.lines  # type: ignore[attr-defined]
