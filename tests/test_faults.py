@@ -56,10 +56,15 @@ def sweep(experiment: Experiment, results: Path, **options: Any) -> ResultsStore
                      lambda line: None)
 
 
-def test_killed_worker_resumes_from_its_checkpoint(faulty_ray: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("runner", ["tune", "train"])
+def test_killed_worker_resumes_from_its_checkpoint(faulty_ray: Path, tmp_path: Path,
+                                                   runner: str) -> None:
+    """The training process dies mid-epoch: Tune restarts the trial (runner tune) or Ray Train
+    its worker group (runner train) from the epoch-1 checkpoint."""
     experiment = Experiment(name="kill_worker", description="test", baseline=TINY,
                             stages=(Stage(),))
-    store = sweep(experiment, tmp_path / "a", overrides={"train.epochs": 3})
+    faulty_ray.unlink(missing_ok=True)  # arm the kill (once) for this run
+    store = sweep(experiment, tmp_path / "a", overrides={"train.epochs": 3}, runner=runner)
     assert faulty_ray.exists(), "the worker was never killed"
     (row,) = store.read_trials().to_pylist()
     assert row["status"] == "ok" and row["epochs_run"] == 3
@@ -67,7 +72,7 @@ def test_killed_worker_resumes_from_its_checkpoint(faulty_ray: Path, tmp_path: P
     assert [(r["epoch"], r["restarted"]) for r in history] == [(1, False), (2, True), (3, True)]
     # The same trial uninterrupted (the marker now exists, so no kill) ends the same: resume is
     # exact on CPU (model, optimizer, schedule and RNG states restored).
-    clean = sweep(experiment, tmp_path / "b", overrides={"train.epochs": 3})
+    clean = sweep(experiment, tmp_path / "b", overrides={"train.epochs": 3}, runner=runner)
     (reference,) = clean.read_trials().to_pylist()
     ref_history = sorted(clean.read_epochs().to_pylist(), key=lambda r: r["epoch"])
     assert history[-1]["loss"] == pytest.approx(ref_history[-1]["loss"], rel=1e-4)
