@@ -110,6 +110,7 @@ class BatchPhotometric:
         return self.apply(images, params, noise_seed)
 
     def apply(self, images: Tensor, params: Tensor, noise_seed: int = 0) -> Tensor:
+        """Apply given ``params``; ``noise_seed`` seeds this batch's noise on the device."""
         x = images.float()
         params = params.cpu()
         if "blur" in self.ops:
