@@ -17,8 +17,9 @@ and follows albumentations 2.0.8 as configured there, statistically rather than 
 - ``RandomBrightnessContrast``: ``x * (1 + c) + 255 b`` with b, c ~ U(-0.2, 0.2);
 - ``ToGray``: OpenCV's fixed-point 0.299 R + 0.587 G + 0.114 B on all three channels.
 
-Parameters are drawn on the CPU from a ``torch.Generator``, so they do not depend on the
-device; the noise field is drawn on the device from a generator seeded per batch.
+Parameters are drawn on the CPU (from a ``torch.Generator``, or in the loader from the sample's
+own numpy generator), so they do not depend on the device; the noise field is drawn on the
+device from a generator seeded per batch.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -65,27 +67,37 @@ def set_ops(name: str) -> tuple[str, ...]:
 
 def sample_params(name: str, count: int, generator: torch.Generator) -> Tensor:
     """``(count, NUM_PARAMS)`` float32 parameters of set ``name``, drawn on the CPU."""
-    ops = set_ops(name)
-    u = torch.rand((count, NUM_PARAMS), generator=generator, dtype=torch.float64)
-    params = torch.zeros((count, NUM_PARAMS), dtype=torch.float64)
-    for op in ops:
-        params[:, _FLAGS[op]] = (u[:, _FLAGS[op]] < FIRE_P).double()
+    uniform = torch.rand((count, NUM_PARAMS), generator=generator, dtype=torch.float64)
+    return torch.from_numpy(params_from_uniform(name, uniform.numpy()))
 
-    def uniform(column: int, low: float, high: float) -> None:
+
+def params_from_uniform(name: str, uniform: np.ndarray) -> np.ndarray:
+    """Map ``(N, NUM_PARAMS)`` U(0, 1) draws to float32 parameters of set ``name``.
+
+    In numpy: the loader calls it once per sample, where torch's per-op overhead on tiny
+    tensors (and a Generator per sample) cost a quarter of the crop-only loader's time.
+    """
+    ops = set_ops(name)
+    u = np.asarray(uniform, dtype=np.float64).reshape(-1, NUM_PARAMS)
+    params = np.zeros_like(u)
+    for op in ops:
+        params[:, _FLAGS[op]] = u[:, _FLAGS[op]] < FIRE_P
+
+    def scale(column: int, low: float, high: float) -> None:
         params[:, column] = low + (high - low) * u[:, column]
 
     if "blur" in ops:
-        params[:, BLUR_K] = 3.0 + 2.0 * torch.floor(u[:, BLUR_K] * len(BLUR_KERNELS))
+        params[:, BLUR_K] = 3.0 + 2.0 * np.floor(u[:, BLUR_K] * len(BLUR_KERNELS))
     if "noise" in ops:
-        uniform(NOISE_STD_COL, *NOISE_STD)
+        scale(NOISE_STD_COL, *NOISE_STD)
     if "hsv" in ops:
-        uniform(HUE, -HUE_SHIFT, HUE_SHIFT)
-        uniform(SAT, -SAT_SHIFT, SAT_SHIFT)
-        uniform(VAL, -VAL_SHIFT, VAL_SHIFT)
+        scale(HUE, -HUE_SHIFT, HUE_SHIFT)
+        scale(SAT, -SAT_SHIFT, SAT_SHIFT)
+        scale(VAL, -VAL_SHIFT, VAL_SHIFT)
     if "brightness_contrast" in ops:
-        uniform(ALPHA, 1.0 - CONTRAST, 1.0 + CONTRAST)
-        uniform(BETA, -BRIGHTNESS * 255.0, BRIGHTNESS * 255.0)
-    return params.float()
+        scale(ALPHA, 1.0 - CONTRAST, 1.0 + CONTRAST)
+        scale(BETA, -BRIGHTNESS * 255.0, BRIGHTNESS * 255.0)
+    return params.astype(np.float32)
 
 
 class BatchPhotometric:

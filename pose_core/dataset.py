@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from pose_core.augment import apply_photometric, build_photometric
-from pose_core.batch_augment import NUM_PARAMS, BatchPreparer, sample_params
+from pose_core.batch_augment import NUM_PARAMS, BatchPreparer, params_from_uniform
 from pose_core.codecs import encode_heatmaps
 from pose_core.geometry import (
     RandomBBoxTransform,
@@ -210,19 +210,18 @@ class TopDownDataset(Dataset[dict[str, Tensor]]):
         rng: np.random.Generator | None,
     ) -> dict[str, Tensor]:
         """The ``batched`` sample: the uint8 crop and the photometric draw, nothing computed."""
-        params = torch.zeros(NUM_PARAMS)
+        params = np.zeros(NUM_PARAMS, np.float32)
         noise_seed = 0
         if rng is not None and self.photometric is not None:
-            generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
-            params = sample_params(self.augment, 1, generator)[0]
-            noise_seed = int(torch.randint(2**62, (), generator=generator))
+            params = params_from_uniform(self.augment, rng.random(NUM_PARAMS))[0]
+            noise_seed = int(rng.integers(2**62))
         # BGR (H, W, 3) -> RGB (3, H, W) in one copy.
         rgb = np.ascontiguousarray(crop_bgr[:, :, ::-1].transpose(2, 0, 1))
         target = np.concatenate([points, visibility[:, None]], 1)
         return {
             "image_u8": torch.from_numpy(rgb),
             "keypoints": torch.from_numpy(target.astype(np.float32)),
-            "photometric": params,
+            "photometric": torch.from_numpy(params),
             "noise_seed": torch.tensor(noise_seed, dtype=torch.int64),
             "center": torch.from_numpy(center.astype(np.float32)),
             "scale": torch.from_numpy(scale.astype(np.float32)),
