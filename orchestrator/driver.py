@@ -46,6 +46,7 @@ from pose_core.config import TrialConfig, with_values
 
 log = logging.getLogger(__name__)
 TRIAL_DRIVER_CPU = 0.25  # the Tune trial only waits on its Train run
+REDUCTION_FACTOR = 3  # ASHA keeps the best third at each rung
 
 
 @dataclass(frozen=True)
@@ -399,8 +400,14 @@ def asha(experiment: Experiment, stage: Stage, spec: dict[str, Any], smoke: bool
     # Rungs at grace * 3^k must fall on evaluated epochs: between evaluations a trial reports
     # the last AP it measured (0.0 before the first), and ASHA would rank trials on stale or
     # all-zero values (with grace 1 and eval every 10 epochs it never stopped anything).
-    grace = max(1, min(base.eval.interval, max_t))
+    # They also must not come too early: AP after an epoch or two is mostly noise and favours
+    # small learning rates (benchmarks/sweep_cost.py cut the best lr at epoch 1 in 2 of 3
+    # seeds). So the first rung is the evaluated epoch nearest above max_t / 9: two rungs
+    # (30 and 90 of 210 epochs; 3 and 9 of 21).
+    interval = max(1, base.eval.interval)
+    grace = min(max_t, interval * max(1, math.ceil(max_t / (REDUCTION_FACTOR**2 * interval))))
     # time_attr "epoch" (what we report), not training_iteration: the latter restarts at 1
     # when a trial resumes from a checkpoint (RAY_NOTES 1, resuming).
     return ASHAScheduler(time_attr="epoch", metric=experiment.metric, mode=experiment.mode,
-                         max_t=max(1, max_t), grace_period=grace, reduction_factor=3)
+                         max_t=max(1, max_t), grace_period=max(1, grace),
+                         reduction_factor=REDUCTION_FACTOR)
