@@ -81,6 +81,10 @@ def init_ray(options: SweepOptions) -> None:
             logging.getLogger(name).setLevel(logging.CRITICAL)
         # The legacy reporter honours verbose=0; the new one always prints its config box.
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Every result already lands in Parquet; Tune's own JSON/CSV/TensorBoard loggers wrote
+    # each report three more times and took a quarter of the driver's CPU (BENCHMARKS.md, P4).
+    # TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0 brings them back.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     if ray.is_initialized():
         return
     quiet: dict[str, Any] = {"log_to_driver": options.debug, "logging_level": logging.INFO if options.debug

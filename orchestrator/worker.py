@@ -37,7 +37,6 @@ import torch
 from orchestrator.catalog import Catalog
 from orchestrator.trialdata import TrialData, assemble
 from pose_core.config import TrialConfig
-from pose_core.dataset import ImageCache
 from pose_core.engine import (
     NonFiniteLossError,
     evaluate,
@@ -46,6 +45,7 @@ from pose_core.engine import (
     train_one_epoch,
     unwrap,
 )
+from pose_core.image_store import ImageStore
 from pose_core.model_info import model_info
 from pose_core.trainer import (
     build_trial,
@@ -239,7 +239,9 @@ def run_trial(config: dict[str, Any], session: Session) -> None:
     catalog = Catalog.from_dict(config["catalog"])
     cfg = resolve_weights(TrialConfig.from_dict(config["trial"]), catalog)
     data: TrialData = assemble(cfg, catalog)
-    train_set, test_set = make_datasets(cfg, data.train, data.test, data.skeleton, ImageCache())
+    # Decoded images live once per node (memory-mapped from /dev/shm), shared by every trial
+    # there: a node's later trials start without decoding.
+    train_set, test_set = make_datasets(cfg, data.train, data.test, data.skeleton, ImageStore())
     workers = cfg.data.loader_workers
     train_loader = make_loader(train_set, cfg.train.batch_size, True, cfg.train.seed, workers,
                                rank, world)

@@ -9,7 +9,7 @@ with ``(seed, epoch, i)``, so a batch is the same whatever the DataLoader's work
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -41,6 +41,15 @@ HEATMAP_STRIDE = 4
 
 _MEAN = np.array(MEAN_RGB, dtype=np.float32)
 _INV_STD = 1.0 / np.array(STD_RGB, dtype=np.float32)
+
+
+class ImageSource(Protocol):
+    """Where a dataset gets decoded images: :class:`ImageCache` (this process) or
+    :class:`pose_core.image_store.ImageStore` (shared by the processes of a node)."""
+
+    def get(self, path: str) -> np.ndarray: ...
+
+    def preload(self, paths: Iterable[str]) -> None: ...
 
 
 class ImageCache:
@@ -101,7 +110,7 @@ class TopDownDataset(Dataset[dict[str, Tensor]]):
         upper_body: Sequence[int] = (),
         lower_body: Sequence[int] = (),
         seed: int = 0,
-        image_cache: ImageCache | None = None,
+        image_cache: ImageSource | None = None,
         batched: bool = False,
     ) -> None:
         if input_size % HEATMAP_STRIDE:

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from pose_core.config import TrialConfig
-from pose_core.dataset import ImageCache, TopDownDataset
+from pose_core.dataset import ImageCache, ImageSource, TopDownDataset
 from pose_core.engine import (
     EpochStats,
     build_optimizer,
@@ -57,7 +57,7 @@ def make_datasets(
     train: Sequence[Instance],
     test: Sequence[Instance],
     skeleton: Skeleton,
-    cache: ImageCache | None = None,
+    cache: ImageSource | None = None,
 ) -> tuple[TopDownDataset, TopDownDataset]:
     common: dict[str, Any] = dict(
         flip_index=skeleton.flip_index,
@@ -74,9 +74,10 @@ def make_datasets(
         batched=cfg.data.pipeline == "batched", **common,
     )
     test_set = TopDownDataset(test, train=False, **common)
-    if cache is not None and cfg.data.loader_workers > 0:
+    if cache is not None:
         # Decode once in this process before DataLoader workers fork: they then share the
-        # arrays copy-on-write instead of each re-decoding every epoch (pose sets are small).
+        # arrays copy-on-write instead of each re-decoding every epoch (pose sets are small);
+        # a node-wide ImageStore is filled (or, warm, just mapped) before training starts.
         cache.preload(inst.image_path for inst in (*train, *test))
     return train_set, test_set
 

@@ -16,6 +16,10 @@ SHARED_DATA = REPO.parent / "shared" / "data" / "real"
 os.environ.setdefault(
     "POSETUNE_DATA", str(Path(os.environ.get("TMPDIR", "/tmp")) / "posetune-test-data")
 )
+# Trials' decoded-image store: on disk for the tests, not in the node's /dev/shm (RAM).
+os.environ.setdefault(
+    "POSETUNE_IMAGE_STORE", str(Path(os.environ.get("TMPDIR", "/tmp")) / "posetune-test-images")
+)
 
 
 @pytest.fixture(scope="session")
