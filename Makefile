@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 OUT ?= posetune-demo
 
-.PHONY: setup demo test test-slow test-ci lint bench clean study-smoke
+.PHONY: setup demo test test-slow test-ci lint bench bench-sweep-cost clean study-smoke
 
 setup: $(VENV)/.installed
 
@@ -33,9 +33,18 @@ test-slow: setup
 # What CI runs: the default suite, then the slow tests.
 test-ci: test test-slow
 
+# The quick benchmarks (about 10 minutes on 2 cores); figures in BENCHMARKS.md.
 bench: setup
 	$(BIN)/python benchmarks/input_pipeline.py
+	$(BIN)/python -m benchmarks.data_wait --device cpu --size 256 --batch 32 --steps 0 --images 64
+	$(BIN)/python -m benchmarks.image_store
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/sweep_overhead.py
+	$(BIN)/python benchmarks/gpu_packing.py
+
+# P3: the hyperparameters grid vs TPE + ASHA at CPU scale, 3 seeds (about 20 minutes).
+bench-sweep-cost: setup
+	$(BIN)/python benchmarks/sweep_cost.py --seeds 3
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(OUT)
