@@ -174,6 +174,19 @@ def train_run_name(experiment: str, stage: str, variant: str, seed: int) -> str:
     return re.sub(r"[^A-Za-z0-9_.=,-]+", "_", raw)[:180]
 
 
+def trial_run_name(config: dict[str, Any], cfg: TrialConfig, variant: str) -> str:
+    """Where a trial keeps its checkpoints. Grid trials: by variant and seed, so a rerun of the
+    same trial (``--resume`` after the driver died) continues from them. Sampled trials: also
+    by Tune trial id (kept by ``Tuner.restore``), since TPE may sample the same values twice."""
+    run, spec = config["run"], config["spec"]
+    name = train_run_name(run["experiment"], spec["stage"], variant, cfg.train.seed)
+    if any("." in key for key in config):
+        from ray import tune
+
+        name = f"{name}-{tune.get_context().get_trial_id()}"
+    return name
+
+
 def tune_trial(config: dict[str, Any]) -> None:
     """One Tune trial = one Ray Train run (the Train V2 pattern)."""
     import ray.train
@@ -182,7 +195,7 @@ def tune_trial(config: dict[str, Any]) -> None:
 
     from orchestrator.worker import train_loop_per_worker
 
-    run, spec = config["run"], config["spec"]
+    run = config["run"]
     cfg, vid = trial_config_of(config)
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -193,7 +206,7 @@ def tune_trial(config: dict[str, Any]) -> None:
             resources_per_worker=run["per_worker"],
         ),
         run_config=ray.train.RunConfig(
-            name=train_run_name(run["experiment"], spec["stage"], vid, cfg.train.seed),
+            name=trial_run_name(config, cfg, vid),
             **storage_arguments(run["storage"]),
             callbacks=[TuneReportCallback()],  # type: ignore[list-item]
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
@@ -207,9 +220,9 @@ def tune_trial_direct(config: dict[str, Any]) -> None:
     """One Tune trial trained in this process (``--runner tune``)."""
     from orchestrator.worker import TuneSession, run_trial
 
-    run, spec = config["run"], config["spec"]
+    run = config["run"]
     cfg, vid = trial_config_of(config)
-    name = train_run_name(run["experiment"], spec["stage"], vid, cfg.train.seed)
+    name = trial_run_name(config, cfg, vid)
     run_trial({"trial": cfg.to_dict(), "catalog": run["catalog"], "threads": run["threads"]},
               TuneSession(join(run["storage"], name)))
 

@@ -174,6 +174,9 @@ def test_optuna_asha_sweep(ray_cluster: Any, tmp_path: Path) -> None:
     assert {r["status"] for r in got} <= {"ok", "stopped"}
     lrs = [r["lr"] for r in got]
     assert len(set(lrs)) == 3 and all(1e-4 <= lr <= 3e-3 for lr in lrs)
+    # Sampled trials keep checkpoints by trial id too (TPE may sample the same values twice).
+    assert len({r["checkpoint_uri"] for r in got}) == 3
+    assert all(r["trial_id"] in r["checkpoint_uri"] for r in got)
     # In --smoke the epochs range shrinks to 1..3; ids carry the sampled values.
     assert all(1 <= r["epochs"] <= 3 and r["variant_id"].startswith("lr=") for r in got)
 
