@@ -49,7 +49,7 @@ bench-sweep-cost: setup
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(OUT)
 
-# The whole study in --smoke on local Ray (~25 min on 2 cores), then its tables and Figure 7.
+# The whole study in --smoke on local Ray (~4 min on 2 cores), then its tables and Figure 7.
 STUDY ?= runs/study-smoke
 study-smoke: setup
 	for e in $$($(BIN)/posetune list --json | $(BIN)/python -c "import json,sys; print(' '.join(r['name'] for r in json.load(sys.stdin)))"); do \

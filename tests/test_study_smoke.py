@@ -18,8 +18,8 @@ from orchestrator.planning import SweepOptions
 from orchestrator.results import ResultsStore
 from orchestrator.tables import render_plot, render_table
 
-# The module fixture runs ~70 trials (~31 min on 2 cores) inside the first test's setup.
-pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(4200)]
+# The module fixture runs ~70 trials (~4 min on 2 cores) inside the first test's setup.
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")
