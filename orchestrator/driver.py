@@ -141,8 +141,6 @@ def plan_resources(options: SweepOptions) -> Resources:
         driver_cpu = TRIAL_DRIVER_CPU if runner == "train" else 0.0
         cpw = max(0.5, (cpus - driver_cpu * concurrent) / (workers * concurrent))
         per_worker = {"CPU": cpw}
-    if options.max_concurrent:
-        concurrent = min(concurrent, options.max_concurrent)
     threads = max(1, int(cpw + 0.25))
     if runner == "tune":
         # The trial is the training process: it must land on a GPU node, never be pinned to
@@ -343,7 +341,7 @@ def build_tuner(
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=optuna_search(experiment, stage, specs[0], run, options, name),
+            search_alg=optuna_search(experiment, stage, specs[0], run, options, name, seed),
             scheduler=asha(experiment, stage, specs[0], options.smoke),
             num_samples=stage.num_samples,
             max_concurrent_trials=resources.max_concurrent,
@@ -377,13 +375,12 @@ class DefineByRun:
 
 def optuna_search(
     experiment: Experiment, stage: Stage, spec: dict[str, Any], run: dict[str, Any],
-    options: SweepOptions, study_name: str,
+    options: SweepOptions, study_name: str, seed: int,
 ) -> Any:
     """TPE (seeded by the trial seed), optionally persisted in an Optuna storage URL."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    seed = TrialConfig.from_dict(spec["trial"]).train.seed
     storage = None
     if options.optuna_storage:
         storage = optuna.storages.RDBStorage(options.optuna_storage)

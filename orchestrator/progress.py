@@ -23,7 +23,7 @@ KEEP = (
     "epoch", "loss", "lr", "images_per_s", "epoch_wall_s", "time", "evaluated", "restarted",
     "AP", "AP50", "AP75", "AP85", "AR", "PCK05", "pck_per_keypoint", "sigma_digest",
     "subset_digest", "datasets", "train_images", "test_images", "keypoint_names", "workers",
-    "node", "params_m", "gflops", "checkpoint_path", "error", "init_message", "entered_at",
+    "node", "params_m", "gflops", "checkpoint_path", "error", "init_message",
     "first_step_at",
 )
 
@@ -48,7 +48,6 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
         self.resources = resources
         self.reports: dict[str, list[dict[str, Any]]] = {}
         self.started: dict[str, datetime] = {}
-        self.started_unix: dict[str, float] = {}
         self.status: dict[str, str] = {}
         self.best: tuple[float, str] | None = None
         self.t0 = time.time()
@@ -57,7 +56,6 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
     # Tune hooks -------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self.started.setdefault(trial.trial_id, now())
-        self.started_unix.setdefault(trial.trial_id, time.time())
         self.status[trial.trial_id] = "running"
 
     def on_trial_result(
@@ -96,7 +94,7 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
             ended_at=datetime.now(UTC), error=error,
             checkpoint_uri=self._uri(checkpoint), use_gpu=self.resources.use_gpu,
             gpus_per_trial=self.resources.gpus_per_trial,
-            startup_s=startup_seconds(self.started_unix.get(trial.trial_id), reports),
+            startup_s=startup_seconds(self.started.get(trial.trial_id), reports),
         )
         record = trial_record(self.experiment.name, outcome)
         self.store.append_trial(record)
@@ -146,13 +144,13 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
                 f"{failed} failed in {short(seconds)}")
 
 
-def startup_seconds(started: float | None, reports: list[dict[str, Any]]) -> float | None:
+def startup_seconds(started: datetime | None, reports: list[dict[str, Any]]) -> float | None:
     """Trial start (driver clock) to the end of the first optimizer step (trial clock; the
     same host on a single node, NTP-close across nodes). None when never measured."""
     first = next((r["first_step_at"] for r in reports if r.get("first_step_at")), None)
     if started is None or first is None:
         return None
-    return round(max(0.0, float(first) - started), 3)
+    return round(max(0.0, float(first) - started.timestamp()), 3)
 
 
 def trial_error(trial: Any) -> str:

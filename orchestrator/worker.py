@@ -233,7 +233,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
 def run_trial(config: dict[str, Any], session: Session) -> None:
     """Train one trial to its last epoch (or until Ray stops it), reporting every epoch."""
-    entered = time.time()
     rank, world = session.rank, session.world
     torch.set_num_threads(max(1, int(config.get("threads", 1))))
     catalog = Catalog.from_dict(config["catalog"])
@@ -269,7 +268,7 @@ def run_trial(config: dict[str, Any], session: Session) -> None:
         report_epoch(session, carry_metrics(last_metrics, last_metrics) | static, trial, model,
                      cfg, data)
         return
-    timing = StartupTiming(entered)
+    timing = StartupTiming()
     while trial.epoch < cfg.train.epochs:
         set_loader_epoch(train_loader, cfg.train.seed, trial.epoch)
         on_step = functools.partial(step_hook, timing, trial.epoch, restarted)
@@ -301,17 +300,13 @@ def run_trial(config: dict[str, Any], session: Session) -> None:
 
 @dataclasses.dataclass
 class StartupTiming:
-    """When the trial process entered the loop and when its first optimizer step ended (unix
-    time): the driver turns them into the trial's start-up overhead."""
+    """When the trial's first optimizer step ended (unix time): the driver turns it into the
+    trial's start-up overhead (``startup_s``)."""
 
-    entered: float
     first_step: float | None = None
 
     def fields(self) -> dict[str, float]:
-        out = {"entered_at": self.entered}
-        if self.first_step is not None:
-            out["first_step_at"] = self.first_step
-        return out
+        return {} if self.first_step is None else {"first_step_at": self.first_step}
 
 
 def step_hook(timing: StartupTiming, epoch: int, restarted: bool, iteration: int,
