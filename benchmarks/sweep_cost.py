@@ -104,7 +104,7 @@ def run(experiment: Experiment, results: Path, args: argparse.Namespace,
 
     options = SweepOptions(results=str(results), seeds=seeds or args.seeds, ray_address="local",
                            max_concurrent=args.max_concurrent)
-    rows = run_sweep(experiment, options, say).read_trials().to_pylist()
+    rows = run_sweep(experiment, options, say).store.read_trials().to_pylist()
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:
         raise SystemExit(f"{experiment.name}: {len(failed)} trial(s) failed: {failed[0]['error']}")

@@ -69,7 +69,7 @@ def run(exp: Experiment, root: Path, **options: Any) -> dict[str, Any]:
 
     results = root / f"{exp.name}-{len(list(root.iterdir()))}"
     cpu, wall = cpu_seconds(), time.perf_counter()
-    store = run_sweep(exp, SweepOptions(results=str(results), **options), lambda line: None)
+    store = run_sweep(exp, SweepOptions(results=str(results), **options), lambda line: None).store
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     rows = store.read_trials().to_pylist()
     bad = [r for r in rows if r["status"] != "ok"]

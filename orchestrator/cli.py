@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError, FileNotFoundError, KeyError, PermissionError, OSError,
+    ValueError, FileNotFoundError, KeyError, PermissionError, OSError, RuntimeError,
 )
+EXIT_FAILED = 3  # some trial failed, or a stage could not start (orchestrator.driver)
 
 
 def parse_set(values: Sequence[str]) -> dict[str, Any]:
@@ -52,30 +53,60 @@ def sweep_options(args: argparse.Namespace, results: str) -> Any:
     from orchestrator.planning import SweepOptions
 
     return SweepOptions(
-        results=results, catalog=args.catalog, smoke=args.smoke, seeds=args.seeds,
+        results=results, catalog=args.catalog, scale=args.scale, smoke=args.smoke,
+        seeds=args.seeds,
         overrides=parse_set(args.set or []), resume=args.resume, workers=args.workers,
         cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
         max_concurrent=args.max_concurrent, optuna_storage=args.optuna_storage,
         max_failures=args.max_failures, stages=tuple(args.stage or ()),
         tune_storage=args.tune_storage, ray_address=args.address, debug=args.debug,
-        runner=args.runner,
+        runner=args.runner, loggers=tuple(getattr(args, "log", None) or ()),
     )
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from orchestrator.driver import run_sweep
-    from orchestrator.results import format_table
+    from orchestrator.query import format_table
     from search_spaces import load_experiment
 
     experiment = load_experiment(args.experiment)
     results = args.results or f"runs/{experiment.name}"
-    store = run_sweep(experiment, sweep_options(args, results))
-    print_results(store, experiment.name, format_table)
-    return 0
+    outcome = run_sweep(experiment, sweep_options(args, results))
+    print_results(outcome.store, experiment.name, format_table)
+    return report_outcome(outcome)
+
+
+def report_outcome(outcome: Any) -> int:
+    """The sweep's exit code, with the lines that explain a non-zero one on stderr."""
+    code = int(outcome.exit_code)
+    if outcome.interrupted:
+        print(f"posetune: interrupted; finished trials are saved in {outcome.store.uri}. "
+              f"Continue with: {resume_command()}", file=sys.stderr)
+    for failure in outcome.failures[:10]:
+        print(f"posetune: trial failed: {failure}", file=sys.stderr)
+    if len(outcome.failures) > 10:
+        print(f"posetune: ... and {len(outcome.failures) - 10} more failed trial(s)",
+              file=sys.stderr)
+    for line in outcome.not_started:
+        print(f"posetune: stage not started: {line}", file=sys.stderr)
+    if code == EXIT_FAILED:
+        print(f"posetune: {outcome.counts.get('failed', 0)} trial(s) failed (exit {code}); "
+              "rerun with --resume to retry only those", file=sys.stderr)
+    return code
+
+
+def resume_command() -> str:
+    """The command line this process was started with, plus --resume."""
+    import shlex
+
+    argv = ["posetune", *sys.argv[1:]] if sys.argv else ["posetune"]
+    if "--resume" not in argv:
+        argv.append("--resume")
+    return shlex.join(argv)
 
 
 def print_results(store: Any, experiment: str, format_table: Any) -> None:
-    from orchestrator.results import query
+    from orchestrator.query import query
 
     sql = (
         "SELECT stage, variant_id, seed, status, round(AP, 3) AS AP, round(AP75, 3) AS AP75, "
@@ -91,7 +122,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from orchestrator.driver import run_sweep
     from orchestrator.planning import SweepOptions
-    from orchestrator.results import format_table
+    from orchestrator.query import format_table
     from search_spaces import load_experiment
 
     out = Path(args.out).resolve()
@@ -100,13 +131,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"posetune demo: {experiment.description.splitlines()[0]}")
     print(f"data and results go to {out}")
     options = SweepOptions(results=str(out / "results"), resume=args.resume, debug=args.debug)
-    store = run_sweep(experiment, options)
-    print_results(store, experiment.name, format_table)
-    return 0
+    outcome = run_sweep(experiment, options)
+    print_results(outcome.store, experiment.name, format_table)
+    return report_outcome(outcome)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from orchestrator.results import format_table, query
+    from orchestrator.query import format_table, query
 
     print(format_table(query(args.results, args.sql), args.format))
     return 0
@@ -195,7 +226,9 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", help="results URI: a local dir or s3://bucket/prefix "
                    "(default runs/EXPERIMENT)")
     p.add_argument("--resume", action="store_true", help="skip trials already finished there")
-    p.add_argument("--smoke", action="store_true", help="CPU-sized run on generated data")
+    p.add_argument("--scale", default="full", help="trial sizes: full (the study's, default) or "
+                   "smoke (seconds a trial on a CPU; numbers mean nothing)")
+    p.add_argument("--smoke", action="store_true", help="same as --scale smoke")
     p.add_argument("--seeds", type=int, help="repeat every trial with N seeds")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--catalog", help="data catalog TOML (default: generated data)")
@@ -309,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
-        print("posetune: interrupted; rerun with --resume to continue", file=sys.stderr)
+        print(f"posetune: interrupted; continue with: {resume_command()}", file=sys.stderr)
         return 130
     except EXPECTED_ERRORS as error:
         if args.debug:

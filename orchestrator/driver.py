@@ -1,21 +1,20 @@
-"""The sweep driver: Ray Tune over trials, each trial training pose_core.
+"""The sweep driver: preflight, a Ray cluster, then every stage as Ray Tune runs.
 
 A trial runs in one of two ways (``--runner``, see :mod:`orchestrator.worker`):
 
-- ``tune`` (the default with one worker per trial): the Tune function trainable
-  :func:`tune_trial_direct` trains in its own process. Its resources (CPU, and a GPU or a
-  fraction of one, so small trials pack several to a GPU) are the trial's resources, and Tune
-  actors are reused between trials, so a trial starts in seconds.
+- ``tune`` (the default with one worker per trial): the Tune function trainable trains in
+  its own process. Its resources (CPU, and a GPU or a fraction of one, so small trials pack
+  several to a GPU) are the trial's resources, and Tune actors are reused between trials.
 - ``train`` (needed for ``--workers N > 1``, data parallel): per RAY_NOTES.md (Ray 2.60,
-  Train V2) the function trainable :func:`tune_trial` launches a ``TorchTrainer`` and reports
-  through ``TuneReportCallback``; ``Tuner(trainer)`` does not work.
+  Train V2) the trainable launches a ``TorchTrainer`` and reports through
+  ``TuneReportCallback``; ``Tuner(trainer)`` does not work.
 
-Grid stages use Tune's ``grid_search`` with the default searcher (OptunaSearch refuses
-grids); optuna stages use a define-by-run OptunaSearch (TPE, seeded, optionally persisted).
-ASHA cuts trials on the reported ``epoch``. Rows are written by a Tune callback in this
-process as each trial ends, so a finished trial's row exists even if the driver dies later,
-and ``--resume`` skips every trial whose ``ok``/``stopped`` row is already stored. Each trial
-keeps its checkpoints under a stable name, so an interrupted trial resumes from its own.
+Rows are written by a Tune callback in this process as each trial ends
+(:mod:`orchestrator.progress`), from the trial's :class:`~orchestrator.planning.TrialJob`.
+``--resume`` skips a trial only when a finished row has the same job digest (config and
+data sources); changed trials are named and rerun. The sweep's :class:`SweepOutcome` says
+what happened; its exit code is 0 only when every trial of every stage ended ``ok`` or was
+stopped by ASHA. A stage never starts after a failed or interrupted stage it depends on.
 """
 
 from __future__ import annotations
@@ -24,29 +23,31 @@ import dataclasses
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.catalog import Catalog
-from orchestrator.experiment import Experiment, Stage, variant_id
+from orchestrator.experiment import Experiment, Stage
 from orchestrator.planning import (
-    PlannedTrial,
+    RunSettings,
     SweepOptions,
-    preflight,
+    TrialJob,
+    first_difference,
+    referenced_stages,
     resolve_references,
-    search_axes,
+    with_run,
 )
+from orchestrator.preflight import preflight
 from orchestrator.progress import SweepCallback
 from orchestrator.results import ResultsStore
-from orchestrator.storage import join, pyarrow_filesystem
-from pose_core.config import TrialConfig, with_values
+from orchestrator.storage import join
+from orchestrator.store_lock import store_lock
+from orchestrator.tuning import build_tuner
 
 log = logging.getLogger(__name__)
 TRIAL_DRIVER_CPU = 0.25  # the Tune trial only waits on its Train run
-REDUCTION_FACTOR = 3  # ASHA keeps the best third at each rung
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 3, 130
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ class Resources:
 
 
 def init_ray(options: SweepOptions) -> None:
-    """Join the cluster we run on (``ray submit`` / ``ray job submit``) or start a local one.
+    """Join the cluster we are told to (``--address``, ``RAY_ADDRESS``, which ``ray job
+    submit`` and the cluster scripts set) or start a new local one of our own.
 
     The dashboard must run: Train V2 frees a stopped trial's workers through a cleaner that
     polls the State API (RAY_NOTES 0.1). It binds to 127.0.0.1 unless asked otherwise.
@@ -90,17 +92,15 @@ def init_ray(options: SweepOptions) -> None:
     quiet: dict[str, Any] = {"log_to_driver": options.debug, "logging_level": logging.INFO if options.debug
              else logging.WARNING}
     address = options.ray_address or os.environ.get("RAY_ADDRESS")
-    local: dict[str, Any] = {"include_dashboard": True,
-             "dashboard_host": os.environ.get("POSETUNE_DASHBOARD_HOST", "127.0.0.1")}
-    if address == "local":
-        ray.init(**local, **quiet)
-    elif address:
-        ray.init(address=address, **quiet)
-    else:
-        try:
-            ray.init(address="auto", **quiet)
-        except ConnectionError:
-            ray.init(**local, **quiet)
+    if address and address != "local":
+        ray.init(address=address, **quiet)  # told to join: --address, RAY_ADDRESS, job submit
+        return
+    # Otherwise a cluster of our own, never one another process started: address="local"
+    # always starts a new one (plain ray.init() would join a running local cluster, and
+    # die with it when the process that started it ends).
+    ray.init(address="local", include_dashboard=True,
+             dashboard_host=os.environ.get("POSETUNE_DASHBOARD_HOST", "127.0.0.1"),
+             dashboard_port=None, **quiet)
 
 
 def choose_runner(options: SweepOptions) -> str:
@@ -157,84 +157,6 @@ def plan_resources(options: SweepOptions) -> Resources:
     return Resources(use_gpu, workers, per_worker, threads, concurrent, driver, runner)
 
 
-def storage_arguments(uri: str) -> dict[str, Any]:
-    """Ray's ``storage_path`` (and ``storage_filesystem`` for s3://): checkpoints go through
-    s3fs with posetune's endpoint and credential rules, like the results store."""
-    if "://" not in uri or uri.startswith("file://"):
-        return {"storage_path": uri}
-    filesystem, path = pyarrow_filesystem(uri)
-    return {"storage_path": path, "storage_filesystem": filesystem}
-
-
-def train_run_name(experiment: str, stage: str, variant: str, seed: int) -> str:
-    """Stable per trial (no timestamps): Ray Train auto-resumes a run of the same name."""
-    raw = f"{experiment}-{stage}-{variant}-seed{seed}"
-    return re.sub(r"[^A-Za-z0-9_.=,-]+", "_", raw)[:180]
-
-
-def trial_run_name(config: dict[str, Any], cfg: TrialConfig, variant: str) -> str:
-    """Where a trial keeps its checkpoints. Grid trials: by variant and seed, so a rerun of the
-    same trial (``--resume`` after the driver died) continues from them. Sampled trials: also
-    by Tune trial id (kept by ``Tuner.restore``), since TPE may sample the same values twice."""
-    run, spec = config["run"], config["spec"]
-    name = train_run_name(run["experiment"], spec["stage"], variant, cfg.train.seed)
-    if any("." in key for key in config):
-        from ray import tune
-
-        name = f"{name}-{tune.get_context().get_trial_id()}"
-    return name
-
-
-def tune_trial(config: dict[str, Any]) -> None:
-    """One Tune trial = one Ray Train run (the Train V2 pattern)."""
-    import ray.train
-    from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    from orchestrator.worker import train_loop_per_worker
-
-    run = config["run"]
-    cfg, vid = trial_config_of(config)
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"trial": cfg.to_dict(), "catalog": run["catalog"],
-                           "threads": run["threads"]},
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=run["workers"], use_gpu=run["use_gpu"],
-            resources_per_worker=run["per_worker"],
-        ),
-        run_config=ray.train.RunConfig(
-            name=trial_run_name(config, cfg, vid),
-            **storage_arguments(run["storage"]),
-            callbacks=[TuneReportCallback()],  # type: ignore[list-item]
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            failure_config=ray.train.FailureConfig(max_failures=run["max_failures"]),
-        ),
-    )
-    trainer.fit()
-
-
-def tune_trial_direct(config: dict[str, Any]) -> None:
-    """One Tune trial trained in this process (``--runner tune``)."""
-    from orchestrator.worker import TuneSession, run_trial
-
-    run = config["run"]
-    cfg, vid = trial_config_of(config)
-    name = trial_run_name(config, cfg, vid)
-    run_trial({"trial": cfg.to_dict(), "catalog": run["catalog"], "threads": run["threads"]},
-              TuneSession(join(run["storage"], name)))
-
-
-def trial_config_of(config: dict[str, Any]) -> tuple[TrialConfig, str]:
-    """The trial's config and variant id; Optuna's suggestions arrive as dotted keys."""
-    spec = config["spec"]
-    cfg = TrialConfig.from_dict(spec["trial"])
-    suggested = {k: v for k, v in config.items() if "." in k}
-    if suggested:
-        return with_values(cfg, suggested), variant_id(suggested)
-    return cfg, spec["variant_id"]
-
-
 def absolute(uri: str) -> str:
     """Local paths made absolute; URIs (s3://...) as they are."""
     return uri if "://" in uri else os.path.abspath(os.path.expanduser(uri))
@@ -245,10 +167,29 @@ def say_now(line: str) -> None:
     print(line, flush=True)
 
 
+@dataclass
+class SweepOutcome:
+    """What a sweep did: trial counts by status, failures, and whether it was cut short."""
+
+    store: ResultsStore
+    counts: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)  # "stage/variant/seed=N: error"
+    interrupted: bool = False
+    not_started: list[str] = field(default_factory=list)  # "stage: why"
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if self.counts.get("failed", 0) or self.not_started:
+            return EXIT_FAILED
+        return EXIT_OK
+
+
 def run_sweep(
     experiment: Experiment, options: SweepOptions, say: Callable[[str], None] = say_now
-) -> ResultsStore:
-    """Preflight, then every stage in order. Returns the results store."""
+) -> SweepOutcome:
+    """Preflight, then every stage in order, holding the results store's lock."""
     # Ray needs absolute local storage paths (a relative one reads as a URI without scheme).
     options = dataclasses.replace(
         options, results=absolute(options.results),
@@ -257,171 +198,123 @@ def run_sweep(
     choose_runner(options)  # a bad --runner fails before anything starts
     planned, catalog = preflight(experiment, options, say)
     store = ResultsStore(options.results)
-    init_ray(options)
-    resources = plan_resources(options)
-    say(f"resources per trial: {resources.workers} worker(s) x {resources.per_worker}"
-        f"{' (GPU)' if resources.use_gpu else ' (CPU only)'}, up to "
-        f"{resources.max_concurrent} trial(s) at once, runner {resources.runner}")
-    storage = options.tune_storage or join(options.results, "tune")
-    for stage_name, trials in planned.items():
-        stage = experiment.stage(stage_name)
-        run_stage(experiment, stage, trials, options, catalog, resources, store, storage, say)
-    return store
+    with store_lock(store.uri):
+        init_ray(options)
+        resources = plan_resources(options)
+        say(f"resources per trial: {resources.workers} worker(s) x {resources.per_worker}"
+            f"{' (GPU)' if resources.use_gpu else ' (CPU only)'}, up to "
+            f"{resources.max_concurrent} trial(s) at once, runner {resources.runner}")
+        storage = options.tune_storage or join(options.results, "tune")
+        run = RunSettings(storage, resources.workers, resources.use_gpu,
+                          dict(resources.per_worker), resources.threads,
+                          options.max_failures, resources.gpus_per_trial)
+        outcome = SweepOutcome(store)
+        finished: dict[str, bool] = {}  # stage -> every trial ok/stopped
+        for stage_name, jobs in planned.items():
+            stage = experiment.stage(stage_name)
+            blocked = [d for d in dependencies(stage, jobs) if not finished.get(d, True)]
+            if blocked:
+                why = f"stage {blocked[0]!r} it depends on did not finish every trial"
+                outcome.not_started.append(f"{stage.name}: {why}")
+                say(f"[{experiment.name}/{stage.name}] not started: {why}")
+                finished[stage.name] = False
+                continue
+            jobs = [with_run(job, catalog.to_dict(), run) for job in jobs]
+            finished[stage.name] = run_stage(experiment, stage, jobs, options, resources,
+                                             store, storage, outcome, say)
+            if outcome.interrupted:
+                break
+    return outcome
+
+
+def dependencies(stage: Stage, jobs: list[TrialJob]) -> set[str]:
+    """Stages this one needs: declared, and those its weights references name."""
+    needed = set(stage.depends_on)
+    for job in jobs:
+        needed |= referenced_stages(job)
+    return needed
+
+
+def jobs_to_run(
+    experiment: Experiment, stage: Stage, jobs: list[TrialJob], store: ResultsStore,
+    resume: bool, say: Callable[[str], None],
+) -> list[TrialJob]:
+    """References resolved; with ``--resume``, grid jobs whose finished row has the same
+    digest are skipped, and changed ones are named and rerun."""
+    jobs = [resolve_references(job, store, experiment) for job in jobs]
+    if not resume or stage.search != "grid":
+        return jobs
+    done = store.finished_rows(experiment.name)
+    todo, changed = [], []
+    for job in jobs:
+        row = done.get(job.key)
+        if row is not None and row.get("job_digest") == job.digest:
+            continue
+        if row is not None:
+            old = json_loads(row.get("config_json"))
+            changed.append(f"{job.trial_key} ({first_difference(old, job.config.to_dict())})")
+        todo.append(job)
+    tag = f"[{experiment.name}/{stage.name}]"
+    if changed:
+        say(f"{tag} {len(changed)} finished trial(s) changed since their rows were written "
+            f"and run again: {'; '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}")
+    if len(todo) < len(jobs):
+        say(f"{tag} resuming: {len(jobs) - len(todo)} finished trial(s) skipped, "
+            f"{len(todo)} to run")
+    return todo
+
+
+def json_loads(text: str | None) -> dict[str, Any]:
+    import json
+
+    try:
+        return dict(json.loads(text or "{}"))
+    except ValueError:
+        return {}
 
 
 def run_stage(
-    experiment: Experiment, stage: Stage, trials: list[PlannedTrial], options: SweepOptions,
-    catalog: Catalog, resources: Resources, store: ResultsStore, storage: str,
+    experiment: Experiment, stage: Stage, jobs: list[TrialJob], options: SweepOptions,
+    resources: Resources, store: ResultsStore, storage: str, outcome: SweepOutcome,
     say: Callable[[str], None],
-) -> None:
-    run = {
-        "experiment": experiment.name, "catalog": catalog.to_dict(), "storage": storage,
-        "workers": resources.workers, "use_gpu": resources.use_gpu,
-        "per_worker": resources.per_worker, "threads": resources.threads,
-        "max_failures": options.max_failures,
-    }
-    done = store.finished_keys(experiment.name) if options.resume else set()
-    specs = []
-    for trial in trials:
-        key = (stage.name, trial.spec.variant_id, trial.spec.seed)
-        if stage.search == "grid" and key in done:
-            continue
-        config = resolve_references(trial.config, trial.spec, store, experiment)
-        specs.append({"stage": stage.name, "variant_id": trial.spec.variant_id,
-                      "trial": config.to_dict()})
-    if stage.search == "grid" and not specs:
-        say(f"[{experiment.name}/{stage.name}] all {len(trials)} trial(s) already finished")
-        return
-    if stage.search == "grid" and len(specs) < len(trials):
-        say(f"[{experiment.name}/{stage.name}] resuming: {len(trials) - len(specs)} finished "
-            f"trial(s) skipped, {len(specs)} to run")
+) -> bool:
+    """Run one stage; True when every one of its trials ended ok or stopped."""
+    todo = jobs_to_run(experiment, stage, jobs, store, options.resume, say)
+    if stage.search == "grid" and not todo:
+        say(f"[{experiment.name}/{stage.name}] all {len(jobs)} trial(s) already finished")
+        return True
     # A grid stage is one Tune run; an optuna stage is one TPE study per seed (--seeds N:
     # N independent searches, each with its own sampler seed and training seed).
-    groups = [specs] if stage.search == "grid" else [[spec] for spec in specs]
+    groups = [todo] if stage.search == "grid" else [[job] for job in todo]
+    complete = True
     for group in groups:
         total = len(group) if stage.search == "grid" else stage.num_samples
-        callback = SweepCallback(experiment, stage.name, store, total, say, resources, storage)
-        tuner = build_tuner(experiment, stage, group, run, options, resources, storage,
-                            callback)
+        callback = SweepCallback(experiment, stage.name, store, total, say)
+        tuner = build_tuner(experiment, stage, group, options, resources.trial_driver,
+                            resources.max_concurrent, resources.runner == "tune", storage,
+                            [callback, *tracker_callbacks(options, experiment)])
         started = time.time()
-        tuner.fit()
+        grid = tuner.fit()
         say(callback.summary(time.time() - started))
+        for status, count in callback.counts().items():
+            outcome.counts[status] = outcome.counts.get(status, 0) + count
+        outcome.failures += callback.failures
+        # Tune returns from fit() after Ctrl-C (it handles SIGINT itself) with trials left
+        # pending or running, or with fewer samples than asked for.
+        trials = grid._experiment_analysis.trials
+        unfinished = [t for t in trials if t.status not in ("TERMINATED", "ERROR")]
+        short = stage.search == "optuna" and len(trials) < stage.num_samples
+        if unfinished or short:
+            outcome.interrupted = True
+            return False
+        complete = complete and callback.counts().get("failed", 0) == 0
+    return complete
 
 
-def build_tuner(
-    experiment: Experiment, stage: Stage, specs: list[dict[str, Any]], run: dict[str, Any],
-    options: SweepOptions, resources: Resources, storage: str, callback: Any,
-) -> Any:
-    from ray import tune
+def tracker_callbacks(options: SweepOptions, experiment: Experiment) -> list[Any]:
+    """Tune logger callbacks for ``--log`` (MLflow, TensorBoard, W&B)."""
+    if not options.loggers:
+        return []
+    from orchestrator.trackers import tracker_callbacks as make
 
-    direct = resources.runner == "tune"
-    trainable = tune.with_resources(tune_trial_direct if direct else tune_trial,
-                                    resources.trial_driver)
-    name = f"{experiment.name}-{stage.name}"
-    seed = TrialConfig.from_dict(specs[0]["trial"]).train.seed
-    if stage.search == "optuna" and seed:
-        name += f"-seed{seed}"  # seed 0 keeps the name sweeps had before --seeds applied here
-    run_config = tune.RunConfig(
-        name=name, verbose=0, callbacks=[callback], **storage_arguments(storage),
-        # Ray Train retries its own workers; a direct trial is retried by Tune, from the
-        # checkpoint it keeps under its stable name.
-        failure_config=tune.FailureConfig(max_failures=options.max_failures if direct else 0),
-    )
-    if stage.search == "grid":
-        return tune.Tuner(
-            trainable,
-            param_space={"spec": tune.grid_search(specs), "run": run},
-            tune_config=tune.TuneConfig(max_concurrent_trials=resources.max_concurrent,
-                                        reuse_actors=direct),
-            run_config=run_config,
-        )
-    path = f"{storage.rstrip('/')}/{name}"
-    if options.resume and tune.Tuner.can_restore(path):
-        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
-    return tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=optuna_search(experiment, stage, specs[0], run, options, name, seed),
-            scheduler=asha(experiment, stage, specs[0], options.smoke),
-            num_samples=stage.num_samples,
-            max_concurrent_trials=resources.max_concurrent,
-            reuse_actors=direct,
-        ),
-        run_config=run_config,
-    )
-
-
-class DefineByRun:
-    """Optuna define-by-run space over a stage's axes; constants ride along as ``spec``
-    and ``run``. A class, not a closure: Tune pickles the searcher with its state."""
-
-    def __init__(self, axes: dict[str, Any], spec: dict[str, Any], run: dict[str, Any]) -> None:
-        self.axes, self.spec, self.run = axes, spec, run
-
-    def __call__(self, trial: Any) -> dict[str, Any]:
-        from orchestrator.experiment import Choice, Grid, IntRange, LogUniform, Uniform
-
-        for path, axis in self.axes.items():
-            if isinstance(axis, (Grid, Choice)):
-                trial.suggest_categorical(path, list(axis.values))
-            elif isinstance(axis, LogUniform):
-                trial.suggest_float(path, axis.low, axis.high, log=True)
-            elif isinstance(axis, Uniform):
-                trial.suggest_float(path, axis.low, axis.high)
-            elif isinstance(axis, IntRange):
-                trial.suggest_int(path, axis.low, axis.high, step=axis.step)
-        return {"spec": self.spec, "run": self.run}
-
-
-def optuna_search(
-    experiment: Experiment, stage: Stage, spec: dict[str, Any], run: dict[str, Any],
-    options: SweepOptions, study_name: str, seed: int,
-) -> Any:
-    """TPE (seeded by the trial seed), optionally persisted in an Optuna storage URL."""
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    storage = None
-    if options.optuna_storage:
-        storage = optuna.storages.RDBStorage(options.optuna_storage)
-    return OptunaSearch(
-        space=DefineByRun(search_axes(stage, options.smoke), spec, run),
-        metric=experiment.metric, mode=experiment.mode, sampler=tpe_sampler(stage, seed),
-        storage=storage, study_name=study_name,
-    )
-
-
-def tpe_sampler(stage: Stage, seed: int) -> Any:
-    """Optuna's TPE samples its first ``n_startup_trials`` (default 10) at random: a study of
-    9 samples would be a random search. A third of the budget (at least 2) explores at random
-    here, the rest is modelled; constant liar keeps concurrent trials from sampling alike."""
-    import optuna
-
-    startup = max(2, min(10, stage.num_samples // 3))
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True)
-
-
-def asha(experiment: Experiment, stage: Stage, spec: dict[str, Any], smoke: bool) -> Any:
-    if stage.scheduler != "asha":
-        return None
-    from ray.tune.schedulers import ASHAScheduler
-
-    from orchestrator.experiment import IntRange
-
-    epochs_axis = search_axes(stage, smoke).get("train.epochs")
-    base = TrialConfig.from_dict(spec["trial"])
-    max_t = epochs_axis.high if isinstance(epochs_axis, IntRange) else base.train.epochs
-    # Rungs at grace * 3^k must fall on evaluated epochs: between evaluations a trial reports
-    # the last AP it measured (0.0 before the first), and ASHA would rank trials on stale or
-    # all-zero values (with grace 1 and eval every 10 epochs it never stopped anything).
-    # They also must not come too early: AP after an epoch or two is mostly noise and favours
-    # small learning rates (benchmarks/sweep_cost.py cut the best lr at epoch 1 in 2 of 3
-    # seeds). So the first rung is the evaluated epoch nearest above max_t / 9: two rungs
-    # (30 and 90 of 210 epochs; 3 and 9 of 21).
-    interval = max(1, base.eval.interval)
-    grace = min(max_t, interval * max(1, math.ceil(max_t / (REDUCTION_FACTOR**2 * interval))))
-    # time_attr "epoch" (what we report), not training_iteration: the latter restarts at 1
-    # when a trial resumes from a checkpoint (RAY_NOTES 1, resuming).
-    return ASHAScheduler(time_attr="epoch", metric=experiment.metric, mode=experiment.mode,
-                         max_t=max(1, max_t), grace_period=max(1, grace),
-                         reduction_factor=REDUCTION_FACTOR)
+    return list(make(list(options.loggers), experiment.name))

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pose_core.config import ConfigError, TrialConfig, check_path, with_values
+from pose_core.config import ConfigError, TrialConfig, check_path
+from pose_core.metrics import METRIC_NAMES
 
-METRICS = ("AP", "AP50", "AP75", "AP85", "AR", "PCK05")
+METRICS = METRIC_NAMES
 
 
 @dataclass(frozen=True, init=False)
@@ -86,6 +86,7 @@ class TrialSpec:
     variant_id: str
     changes: dict[str, Any]
     seed: int
+    case: str | None = None
 
     @property
     def trial_key(self) -> str:
@@ -139,8 +140,10 @@ class Experiment:
         return dataclasses.replace(self, seeds=seeds)
 
     def config_for(self, stage: Stage, changes: Mapping[str, Any], seed: int) -> TrialConfig:
-        merged = {**stage.changes, **changes, "train.seed": seed}
-        return with_values(self.baseline, merged)
+        """The full-scale config of one variant (through the one builder, in planning)."""
+        from orchestrator.planning import build_job
+
+        return build_job(self, stage, changes, seed).config
 
 
 def validate(experiment: Experiment) -> None:
@@ -161,6 +164,12 @@ def validate(experiment: Experiment) -> None:
         _validate_stage(experiment, stage, f"{where}, stage {stage.name!r}")
     for path, value in experiment.smoke.items():
         _check(path, value, f"{where}, smoke")
+        for stage in experiment.stages:
+            varied = set(stage.axes) | {p for c in (stage.cases.cases.values() if stage.cases
+                                                    else ()) for p in c}
+            if path in varied:
+                raise ConfigError(f"{where}, smoke: {path} is varied by stage {stage.name!r}; "
+                                  "a scale change there would relabel its trials")
 
 
 def _validate_stage(experiment: Experiment, stage: Stage, where: str) -> None:
@@ -239,7 +248,7 @@ def expand_stage(experiment: Experiment, stage: Stage, seeds: int | None = None)
             changes = {**case_changes, **axis_changes}
             vid = variant_id(axis_changes, case_name)
             for seed in range(seeds):
-                specs.append(TrialSpec(stage.name, vid, changes, seed))
+                specs.append(TrialSpec(stage.name, vid, changes, seed, case_name))
     return specs
 
 
@@ -249,10 +258,6 @@ def trial_count(experiment: Experiment, stage: Stage) -> int:
         return stage.num_samples
     return len(expand_stage(experiment, stage, seeds=1))
 
-
-def smoke_count(n: int) -> int:
-    """Shrink a data size for ``--smoke`` while keeping distinct, nested sizes: ~sqrt(n)."""
-    return 0 if n <= 0 else max(2, round(math.sqrt(n)))
 
 
 def search_space_summary(stage: Stage) -> dict[str, str]:

@@ -1,60 +1,43 @@
-"""Sweep planning (Ray-free): trial configs, --smoke, preflight checks, stage references.
+"""Sweep planning (Ray-free): every trial as one frozen :class:`TrialJob`, built in one place.
 
-Per RAY_NOTES.md (Ray 2.60, Train V2): a Tune *function* trainable (:func:`tune_trial`)
-launches a ``TorchTrainer`` and reports through ``TuneReportCallback``; ``Tuner(trainer)``
-does not work. Grid stages use Tune's ``grid_search`` with the default searcher (OptunaSearch
-refuses grids); optuna stages use a define-by-run OptunaSearch (TPE, seeded, optionally
-persisted). ASHA cuts trials on the reported ``epoch``. Rows are written by a Tune callback
-in this process as each trial ends, so a killed worker or trial never loses a finished row,
-and ``--resume`` skips every trial whose ``ok``/``stopped`` row is already stored.
+:func:`build_job` is the only code that turns an experiment, a stage, a variant's values, a
+seed, a scale and the user's ``--set`` overrides into a trial configuration. The job crosses
+Ray whole (grid trials carry it in Tune's param space; sampled trials get it from the
+define-by-run search space, which calls :func:`build_job` with the sampled values), the
+trial trains exactly ``job.config``, and the result row is written from the same job. So a
+row can never say something other than what ran.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
-import os
-from collections.abc import Callable
+import hashlib
+import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.catalog import Catalog
 from orchestrator.experiment import (
     Choice,
     Experiment,
     Grid,
     IntRange,
     Stage,
-    TrialSpec,
     expand_stage,
-    smoke_count,
+    variant_id,
 )
 from orchestrator.results import ResultsStore
+from orchestrator.scale import COUNT_PATHS, EPOCH_PATH, SCALES, Scale, get_scale
 from pose_core.config import ConfigError, TrialConfig, with_values
-from pose_core.skeletons import resolve_sigmas
-
-log = logging.getLogger(__name__)
-
-# Applied in --smoke before the experiment's own changes: a CPU-sized run of any experiment.
-SMOKE_BASE: dict[str, Any] = {
-    "model.backbone": "hrnet_w18_small",
-    "data.input_size": 64,
-    "data.loader_workers": 0,
-    "data.max_test": 24,
-    "train.epochs": 2,
-    "train.batch_size": 16,
-    "train.warmup_iters": 10,
-    "train.bf16": False,
-    "eval.interval": 1,
-    "eval.flip_test": True,
-}
 
 
 @dataclass(frozen=True)
 class SweepOptions:
     results: str
     catalog: str | None = None
-    smoke: bool = False
+    scale: str = "full"
+    smoke: bool = False  # alias of scale="smoke" (the --smoke flag)
     seeds: int | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     resume: bool = False
@@ -69,114 +52,147 @@ class SweepOptions:
     ray_address: str | None = None
     debug: bool = False
     runner: str = "auto"  # auto | tune (in-process trial) | train (TorchTrainer, DDP)
+    loggers: tuple[str, ...] = ()  # --log mlflow[=URI] | tensorboard | wandb
+
+    @property
+    def scale_of(self) -> Scale:
+        if self.smoke and self.scale not in ("full", "smoke"):
+            raise ConfigError(f"--smoke is --scale smoke; it cannot be combined with --scale "
+                              f"{self.scale}")
+        return SCALES["smoke"] if self.smoke else get_scale(self.scale)
 
 
-@dataclass
-class PlannedTrial:
-    spec: TrialSpec
+@dataclass(frozen=True)
+class RunSettings:
+    """How the trial runs on the cluster (decided after Ray starts, the same for a stage)."""
+
+    storage: str  # where trials keep their checkpoints (local folder or s3://)
+    workers: int = 1
+    use_gpu: bool = False
+    per_worker: Mapping[str, float] = field(default_factory=dict)
+    threads: int = 1
+    max_failures: int = 0
+    gpus_per_trial: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """One trial, whole: what the trial trains and what its row says.
+
+    ``values`` are the changes that name the variant (its case and axis values, at the
+    sweep's scale); ``catalog`` is the data catalog as plain data; ``run`` is filled in when
+    Ray has started. ``digest`` identifies the training: a finished row with the same digest
+    is the same trial (``--resume`` skips it), any other is rerun.
+    """
+
+    experiment: str
+    stage: str
+    variant_id: str
+    seed: int
     config: TrialConfig
+    values: Mapping[str, Any] = field(default_factory=dict)
+    scale: str = "full"
+    sampled: bool = False  # drawn by Optuna (two samples may share values)
+    catalog: Mapping[str, Any] = field(default_factory=dict)
+    run: RunSettings | None = None
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.stage, self.variant_id, self.seed)
+
+    @property
+    def trial_key(self) -> str:
+        return f"{self.stage}/{self.variant_id}/seed={self.seed}"
+
+    @property
+    def digest(self) -> str:
+        """Hash of the full config and the catalog entries of the datasets it reads."""
+        data = self.config.data
+        used = {n for n in (data.base, data.real, data.synthetic, data.test) if n}
+        entries = {n: e for n, e in self.catalog.get("datasets", {}).items() if n in used}
+        weights = self.catalog.get("weights", {}).get(self.config.model.backbone)
+        blob = json.dumps({"config": self.config.to_dict(), "datasets": entries,
+                           "weights": weights}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def checkpoint_name(self, tune_trial_id: str | None = None) -> str:
+        """Where the trial keeps its checkpoints: stable per grid trial (no timestamps), so a
+        rerun (``--resume``, a retry) continues from them; a sampled trial adds its Tune trial
+        id (kept by ``Tuner.restore``), since TPE may sample the same values twice."""
+        raw = f"{self.experiment}-{self.stage}-{self.variant_id}-seed{self.seed}"
+        name = re.sub(r"[^A-Za-z0-9_.=,-]+", "_", raw)[:180]
+        return f"{name}-{tune_trial_id}" if self.sampled and tune_trial_id else name
 
 
-def trial_config(
-    experiment: Experiment, stage: Stage, spec: TrialSpec, options: SweepOptions
-) -> TrialConfig:
-    """Baseline -> smoke base -> stage and axis values (data sizes shrunk in smoke) ->
-    the experiment's smoke changes -> ``--set`` overrides."""
-    changes = {**stage.changes, **spec.changes}
-    config = experiment.baseline
-    if options.smoke:
-        config = with_values(config, SMOKE_BASE)
-        changes = shrink(changes)
-        changes = {**changes, **experiment.smoke}
-    changes = {**changes, **options.overrides, "train.seed": spec.seed}
-    plain = {k: v for k, v in changes.items() if not _is_reference(v)}
-    config = with_values(config, plain)
-    references = {k: v for k, v in changes.items() if _is_reference(v)}
-    if references:
+def build_job(
+    experiment: Experiment, stage: Stage, values: Mapping[str, Any], seed: int,
+    scale: Scale = SCALES["full"], overrides: Mapping[str, Any] | None = None,
+    case: str | None = None, sampled: bool = False,
+) -> TrialJob:
+    """The one trial config builder. Precedence, later wins:
+
+    1. the experiment's baseline;
+    2. the scale's changes (e.g. smoke: a small model at 64 px);
+    3. the stage's changes;
+    4. the variant's values: its case, then its axis values (case and axis values name the
+       variant; data sizes and epochs mapped by the scale, like the stage's own values);
+    5. the experiment's own changes for this scale (``Experiment.smoke``);
+    6. the user's ``--set`` overrides (never on a path the stage varies: see
+       :func:`check_overrides`, run by :func:`plan`);
+    7. ``train.seed`` = the trial's seed;
+    8. at a scale without weights files, ImageNet init with no file becomes random init.
+
+    ``values`` holds the case's changes and the axis values; ``case`` names the case.
+    """
+    axis_values = {k: v for k, v in values.items() if k in stage.axes}
+    vid = variant_id(axis_values, case)
+    # Sampled values come from the search space at this scale already (search_axes).
+    values = dict(values) if sampled else scale.values(values)
+    changes = {**scale.values(stage.changes), **values}
+    if scale.name == "smoke":
+        changes |= dict(experiment.smoke)
+    changes |= dict(overrides or {})
+    changes["train.seed"] = seed
+    config = with_values(experiment.baseline, dict(scale.changes))
+    config = with_values(config, {k: v for k, v in changes.items() if not is_reference(v)})
+    reference = changes.get("model.weights")
+    if is_reference(reference):
         config = dataclasses.replace(
-            config, model=dataclasses.replace(config.model, weights=references["model.weights"])
-        )
-    if options.smoke and config.model.init == "imagenet" and config.model.weights is None:
-        # No ImageNet file exists on a fresh machine: smoke runs start from random weights.
+            config, model=dataclasses.replace(config.model, weights=reference))
+    if (scale.random_init_without_weights and config.model.init == "imagenet"
+            and config.model.weights is None):
         config = with_values(config, {"model.init": "random"})
-    return config
+    return TrialJob(experiment.name, stage.name, vid, seed, config, values, scale.name, sampled)
 
 
-def _is_reference(value: Any) -> bool:
+def is_reference(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("@")
 
 
-def shrink(changes: dict[str, Any]) -> dict[str, Any]:
-    """--smoke: data sizes ~sqrt (still distinct and nested), epochs to 1-3 (50/100/210 ->
-    1/2/3, so the hyperparameter grid keeps distinct trials)."""
-    out = dict(changes)
-    for key in ("data.real_count", "data.synthetic_count"):
-        if key in out:
-            out[key] = smoke_count(int(out[key]))
-    if "train.epochs" in out:
-        out["train.epochs"] = max(1, min(3, round(int(out["train.epochs"]) / 60)))
+def varied_paths(experiment: Experiment, stage: Stage) -> dict[str, str]:
+    """Every config path a stage varies, with what varies it (for error messages)."""
+    out = {path: f"axis {type(axis).__name__}" for path, axis in stage.axes.items()}
+    if stage.cases is not None:
+        for name, changes in stage.cases.cases.items():
+            for path in changes:
+                out.setdefault(path, f"case {name!r}")
+    out["train.seed"] = "the trial seeds (use --seeds)"
     return out
 
 
-def search_axes(stage: Stage, smoke: bool) -> dict[str, Any]:
-    """A stage's axes; in --smoke, data-size and epoch ranges shrink like grid values do."""
-    if not smoke:
-        return dict(stage.axes)
-    out: dict[str, Any] = {}
-    for path, axis in stage.axes.items():
-        if isinstance(axis, IntRange) and path in ("data.real_count", "data.synthetic_count"):
-            axis = IntRange(smoke_count(axis.low), max(smoke_count(axis.high), smoke_count(axis.low)))
-        elif isinstance(axis, IntRange) and path == "train.epochs":
-            axis = IntRange(1, 3)
-        elif isinstance(axis, (Grid, Choice)) and path in SHRUNK:
-            axis = type(axis)(*sorted({shrink({path: v})[path] for v in axis.values}))
-        out[path] = axis
-    return out
-
-
-SHRUNK = ("data.real_count", "data.synthetic_count", "train.epochs")
-
-
-def plan(experiment: Experiment, options: SweepOptions) -> dict[str, list[PlannedTrial]]:
-    """Every grid trial of every selected stage with its full config (validated now)."""
-    seeds = options.seeds or experiment.seeds
-    planned: dict[str, list[PlannedTrial]] = {}
-    for stage in selected_stages(experiment, options):
-        if stage.search == "optuna":  # one TPE study per seed; its trials are sampled later
-            optuna_specs = [TrialSpec(stage.name, "optuna", {}, seed) for seed in range(seeds)]
-            planned[stage.name] = [PlannedTrial(spec, trial_config(experiment, stage, spec, options))
-                                   for spec in optuna_specs]
-            continue
-        specs = expand_stage(experiment, stage, seeds)
-        planned[stage.name] = [
-            PlannedTrial(spec, trial_config(experiment, stage, spec, options)) for spec in specs
-        ]
-    return planned
-
-
-def needed_sizes(planned: dict[str, list[PlannedTrial]]) -> dict[str, int]:
-    """Images each dataset must provide: the largest count any trial draws from it."""
-    needs: dict[str, int] = {}
-
-    def need(name: str | None, count: int | None) -> None:
-        if name and count:
-            needs[name] = max(needs.get(name, 0), count)
-
-    for trials in planned.values():
-        for trial in trials:
-            data = trial.config.data
-            need(data.base, data.base_count)
-            need(data.real, data.real_count)
-            need(data.synthetic, data.synthetic_count)
-            need(data.test, data.max_test)
-    return needs
-
-
-def make_catalog(options: SweepOptions, planned: dict[str, list[PlannedTrial]]) -> Catalog:
-    needs = needed_sizes(planned)
-    if options.catalog:
-        return Catalog.from_file(options.catalog, options.smoke, needs)
-    return Catalog.default(options.smoke, needs=needs)
+def check_overrides(experiment: Experiment, stages: list[Stage],
+                    overrides: Mapping[str, Any]) -> None:
+    """``--set`` on a path a stage varies would relabel trials (ids naming values that did
+    not run): refused in one line naming the path, what varies it and the stage."""
+    for path in overrides:
+        for stage in stages:
+            varied = varied_paths(experiment, stage)
+            if path in varied:
+                raise ConfigError(
+                    f"--set {path}: stage {stage.name!r} of {experiment.name} varies {path} "
+                    f"({varied[path]}); every trial would run one value while its variant id "
+                    "names another. Remove the --set, or run an experiment file that fixes it"
+                )
 
 
 def selected_stages(experiment: Experiment, options: SweepOptions) -> list[Stage]:
@@ -189,58 +205,51 @@ def selected_stages(experiment: Experiment, options: SweepOptions) -> list[Stage
     return [s for s in experiment.stages if s.name in options.stages]
 
 
-def preflight(
-    experiment: Experiment, options: SweepOptions, say: Callable[[str], None] = print,
-) -> tuple[dict[str, list[PlannedTrial]], Catalog]:
-    """Everything that can fail before GPU time is spent: configs, data, weights, storage."""
-    planned = plan(experiment, options)
-    catalog = make_catalog(options, planned)
-    names: set[str] = set()
-    for trials in planned.values():
-        for trial in trials:
-            data = trial.config.data
-            names.update(n for n in (data.base, data.test) if n)
-            if data.real and data.real_count:
-                names.add(data.real)
-            if data.synthetic and data.synthetic_count:
-                names.add(data.synthetic)
-            check_weights(trial.config, catalog)
-    say(f"checking {len(names)} dataset(s): {', '.join(sorted(names))}")
-    available, skeletons = {}, {}
-    for name, (report, images, skeleton) in catalog.validate(names, say).items():
-        say("  " + report.summary())
-        available[name], skeletons[name] = images, skeleton
-    for trials in planned.values():
-        for trial in trials:
-            # A sigma set that does not fit the test skeleton fails here, not in a worker.
-            resolve_sigmas(trial.config.eval.sigmas, skeletons[trial.config.data.test])
-    for name, count in needed_sizes(planned).items():
-        if count > available.get(name, count):
-            raise ValueError(
-                f"a trial draws {count} images from dataset {name!r} but it has only "
-                f"{available[name]} ({catalog.entry(name).kind} entry in {catalog.source})"
-            )
-    ResultsStore(options.results).check_writable()
-    return planned, catalog
+def plan(experiment: Experiment, options: SweepOptions) -> dict[str, list[TrialJob]]:
+    """Every trial of every selected stage, validated now. An optuna stage plans one job per
+    seed (its TPE study); its trials are built from the sampled values when Tune asks."""
+    scale = options.scale_of
+    seeds = options.seeds or experiment.seeds
+    stages = selected_stages(experiment, options)
+    check_overrides(experiment, stages, options.overrides)
+    planned: dict[str, list[TrialJob]] = {}
+    for stage in stages:
+        if stage.search == "optuna":
+            planned[stage.name] = [
+                build_job(experiment, stage, {}, seed, scale, options.overrides, sampled=True)
+                for seed in range(seeds)]
+            continue
+        planned[stage.name] = [
+            build_job(experiment, stage, spec.changes, spec.seed, scale, options.overrides,
+                      case=spec.case)
+            for spec in expand_stage(experiment, stage, seeds)]
+    return planned
 
 
-def check_weights(config: TrialConfig, catalog: Catalog) -> None:
-    model = config.model
-    if model.init == "imagenet" and model.weights is None:
-        catalog.weights_for(model.backbone)
-    weights = model.weights
-    if weights and not _is_reference(weights) and "://" not in weights:
-        if not os.path.exists(weights):
-            raise FileNotFoundError(f"model.weights {weights!r} does not exist")
+def search_axes(stage: Stage, scale: Scale) -> dict[str, Any]:
+    """A stage's search axes at a scale: data-size and epoch ranges map like grid values."""
+    out: dict[str, Any] = {}
+    for path, axis in stage.axes.items():
+        if isinstance(axis, IntRange) and path in (*COUNT_PATHS, EPOCH_PATH):
+            low, high = scale.value(path, axis.low), scale.value(path, axis.high)
+            axis = IntRange(low, max(low, high), axis.step if (low, high) == (axis.low,
+                                                                             axis.high) else 1)
+        elif isinstance(axis, (Grid, Choice)) and path in (*COUNT_PATHS, EPOCH_PATH):
+            axis = type(axis)(*sorted({scale.value(path, v) for v in axis.values}))
+        out[path] = axis
+    return out
 
 
-def resolve_references(
-    config: TrialConfig, spec: TrialSpec, store: ResultsStore, experiment: Experiment
-) -> TrialConfig:
-    """Replace ``@best:STAGE`` / ``@match:STAGE`` by the checkpoint URI of that stage's trial."""
-    weights = config.model.weights
-    if not _is_reference(weights):
-        return config
+def with_run(job: TrialJob, catalog: Mapping[str, Any], run: RunSettings) -> TrialJob:
+    return dataclasses.replace(job, catalog=catalog, run=run)
+
+
+def resolve_references(job: TrialJob, store: ResultsStore, experiment: Experiment) -> TrialJob:
+    """Replace ``@best:STAGE`` / ``@match:STAGE`` by the checkpoint URI of that stage's trial
+    (the best one, or the one with the same seed)."""
+    weights = job.config.model.weights
+    if not is_reference(weights):
+        return job
     kind, stage = str(weights)[1:].split(":", 1)
     rows = [
         r for r in store.read_trials().to_pylist()
@@ -248,10 +257,10 @@ def resolve_references(
         and r["checkpoint_uri"]
     ]
     if kind == "match":
-        rows = [r for r in rows if r["seed"] == spec.seed]
+        rows = [r for r in rows if r["seed"] == job.seed]
     if not rows:
         raise RuntimeError(
-            f"{spec.trial_key}: model.weights={weights} but stage {stage!r} has no finished "
+            f"{job.trial_key}: model.weights={weights} but stage {stage!r} has no finished "
             "trial with a checkpoint in the results store; run that stage first"
         )
     sign = 1 if experiment.mode == "max" else -1
@@ -261,6 +270,29 @@ def resolve_references(
         return float("-inf") if value is None else sign * value
 
     best = max(rows, key=score)
-    return dataclasses.replace(
-        config, model=dataclasses.replace(config.model, weights=best["checkpoint_uri"])
-    )
+    model = dataclasses.replace(job.config.model, weights=best["checkpoint_uri"])
+    return dataclasses.replace(job, config=dataclasses.replace(job.config, model=model))
+
+
+def referenced_stages(job: TrialJob) -> set[str]:
+    weights = job.config.model.weights
+    return {str(weights).split(":", 1)[1]} if is_reference(weights) else set()
+
+
+def first_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """``train.epochs 2 -> 3``: the first dotted path whose value differs."""
+    flat_old, flat_new = _flat(old), _flat(new)
+    for path in sorted(set(flat_old) | set(flat_new)):
+        if flat_old.get(path) != flat_new.get(path):
+            return f"{path} {flat_old.get(path)!r} -> {flat_new.get(path)!r}"
+    return "the data catalog entries"
+
+
+def _flat(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -3,7 +3,8 @@
 It runs in the driver process. On each reported epoch it keeps the report (rank 0's
 metrics) and prints a progress line; when a trial ends (completed, ASHA-stopped or errored)
 it writes the trial's row and its epoch history to the results store at once, so nothing
-finished is lost if the driver dies later.
+finished is lost if the driver dies later. The row is built from the trial's
+:class:`~orchestrator.planning.TrialJob` (``trial.config["job"]``): what ran is what it says.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from typing import Any
 
 from ray import tune
 
+from orchestrator.planning import TrialJob
 from orchestrator.records import TrialOutcome, epoch_records, now, trial_record
 from orchestrator.results import ResultsStore
+from pose_core.metrics import METRIC_NAMES
 
 # Per-epoch keys we keep from a report (Tune adds many of its own).
 KEEP = (
     "epoch", "loss", "lr", "images_per_s", "epoch_wall_s", "time", "evaluated", "restarted",
-    "AP", "AP50", "AP75", "AP85", "AR", "PCK05", "pck_per_keypoint", "sigma_digest",
+    *METRIC_NAMES, "pck_per_keypoint", "sigma_digest",
     "subset_digest", "datasets", "train_images", "test_images", "keypoint_names", "workers",
     "node", "params_m", "gflops", "checkpoint_path", "error", "init_message",
     "first_step_at",
@@ -38,20 +41,19 @@ def short(seconds: float) -> str:
 class SweepCallback(tune.Callback):  # type: ignore[misc]
     def __init__(
         self, experiment: Any, stage: str, store: ResultsStore, total: int,
-        say: Callable[[str], None], resources: Any, storage: str = "",
+        say: Callable[[str], None],
     ) -> None:
         self.experiment = experiment
         self.stage = stage
         self.store = store
         self.total = total
         self.say = say
-        self.resources = resources
+        self.failures: list[str] = []
         self.reports: dict[str, list[dict[str, Any]]] = {}
         self.started: dict[str, datetime] = {}
         self.status: dict[str, str] = {}
         self.best: tuple[float, str] | None = None
         self.t0 = time.time()
-        self.storage_uri = storage
 
     # Tune hooks -------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
@@ -77,23 +79,18 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
 
     # -----------------------------------------------------------------------------------
     def _variant(self, trial: Any) -> str:
-        from orchestrator.driver import trial_config_of
-
-        return trial_config_of(trial.config)[1]
+        return str(trial.config["job"].variant_id)
 
     def _finish(self, trial: Any, error: str | None) -> None:
-        from orchestrator.driver import trial_config_of
-
-        config, variant = trial_config_of(trial.config)
+        job: TrialJob = trial.config["job"]
+        variant = job.variant_id
         reports = self.reports.get(trial.trial_id, [])
         checkpoint = next((r["checkpoint_path"] for r in reversed(reports)
                            if r.get("checkpoint_path")), None)
         outcome = TrialOutcome(
-            stage=self.stage, variant_id=variant, trial_id=trial.trial_id, config=config,
-            reports=reports, started_at=self.started.get(trial.trial_id, now()),
-            ended_at=datetime.now(UTC), error=error,
-            checkpoint_uri=self._uri(checkpoint), use_gpu=self.resources.use_gpu,
-            gpus_per_trial=self.resources.gpus_per_trial,
+            job=job, trial_id=trial.trial_id, reports=reports,
+            started_at=self.started.get(trial.trial_id, now()),
+            ended_at=datetime.now(UTC), error=error, checkpoint_uri=self._uri(job, checkpoint),
             startup_s=startup_seconds(self.started.get(trial.trial_id), reports),
         )
         record = trial_record(self.experiment.name, outcome)
@@ -101,6 +98,8 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
         if reports:
             self.store.append_epochs(epoch_records(self.experiment.name, outcome))
         self.status[trial.trial_id] = record.status
+        if record.status == "failed":
+            self.failures.append(f"{job.trial_key}: {record.error}")
         metric = getattr(record, self.experiment.metric)
         if metric is not None and record.status != "failed":
             sign = 1 if self.experiment.mode == "max" else -1
@@ -109,13 +108,25 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
         detail = f"{self.experiment.metric} {metric:.3f}" if metric is not None else (error or "")
         self._progress(f"{variant} {record.status}: {detail}")
 
-    def _uri(self, path: str | None) -> str | None:
+    def _uri(self, job: TrialJob, path: str | None) -> str | None:
         """Checkpoint paths come without the filesystem scheme (RAY_NOTES 1): add it back."""
+        storage = job.run.storage if job.run else ""
         if not path:
             return None
-        if "://" in self.storage_uri and "://" not in path:
-            return self.storage_uri.split("://", 1)[0] + "://" + path.lstrip("/")
+        if "://" in storage and "://" not in path:
+            return storage.split("://", 1)[0] + "://" + path.lstrip("/")
         return path
+
+    def counts(self) -> dict[str, int]:
+        """Finished trials by status (ok, stopped, failed)."""
+        out: dict[str, int] = {}
+        for status in self.status.values():
+            if status != "running":
+                out[status] = out.get(status, 0) + 1
+        return out
+
+    def finished(self) -> int:
+        return sum(self.counts().values())
 
     def _counts(self) -> tuple[int, int, int]:
         values = list(self.status.values())

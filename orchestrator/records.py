@@ -19,8 +19,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from orchestrator.results import EpochRecord, TrialRecord, TrialStatus
+from orchestrator.planning import TrialJob
+from orchestrator.schema import EpochRecord, TrialRecord, TrialStatus
 from pose_core.config import TrialConfig
+from pose_core.metrics import METRIC_NAMES
 
 # ``KEY=value`` / ``KEY: value`` pairs whose key names a credential: redacted from error text.
 SECRET_PAIR = re.compile(
@@ -79,24 +81,26 @@ def _finite(value: Any) -> float | None:
 
 @dataclass
 class TrialOutcome:
-    """What the driver knows about a finished trial."""
+    """What the driver knows about a finished trial: its job and what it reported."""
 
-    stage: str
-    variant_id: str
+    job: TrialJob
     trial_id: str
-    config: TrialConfig
     reports: list[dict[str, Any]]
     started_at: datetime
     ended_at: datetime
     error: str | None = None
     checkpoint_uri: str | None = None
-    use_gpu: bool = False
-    gpus_per_trial: float = 0.0
     startup_s: float | None = None
+
+    @property
+    def config(self) -> TrialConfig:
+        return self.job.config
 
 
 def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
-    cfg = outcome.config
+    job = outcome.job
+    cfg = job.config
+    run = job.run
     last = outcome.reports[-1] if outcome.reports else {}
     evaluated = [r for r in outcome.reports if r.get("evaluated")]
     best = max(evaluated, key=lambda r: r.get("AP", -1.0)) if evaluated else None
@@ -117,7 +121,7 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
     v = versions()
     rates = [r["images_per_s"] for r in outcome.reports if r.get("images_per_s")]
     return TrialRecord(
-        experiment=experiment, stage=outcome.stage, variant_id=outcome.variant_id,
+        experiment=experiment, stage=job.stage, variant_id=job.variant_id,
         trial_id=outcome.trial_id, seed=cfg.train.seed, status=status,
         error=redact(error),
         backbone=cfg.model.backbone, head=cfg.model.head, init=cfg.model.init,
@@ -127,24 +131,24 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
         synthetic_count=cfg.data.synthetic_count,
         datasets=str(last.get("datasets", "")), input_size=cfg.data.input_size,
         loss=cfg.train.loss, schedule=cfg.train.schedule,
-        config_json=json.dumps(cfg.to_dict(), sort_keys=True),
+        config_json=json.dumps(cfg.to_dict(), sort_keys=True), job_digest=job.digest,
+        scale=job.scale,
         subset_digest=str(last.get("subset_digest", "")),
-        AP=metric("AP"), AP50=metric("AP50"), AP75=metric("AP75"), AP85=metric("AP85"),
-        AR=metric("AR"), PCK05=metric("PCK05"),
+        **{name: metric(name) for name in METRIC_NAMES},
         pck_per_keypoint=[float(v) for v in last.get("pck_per_keypoint", [])] or None,
         keypoint_names=list(last.get("keypoint_names", [])) or None,
         sigma_set=cfg.eval.sigmas, sigma_digest=str(last.get("sigma_digest", "")),
         area_rule=cfg.eval.area_rule, pck_normaliser=cfg.eval.pck_normaliser,
         params_m=_finite(last.get("params_m")), gflops=_finite(last.get("gflops")),
         best_epoch=int(best["epoch"]) if best else None, epochs_run=epochs_run,
-        wall_s=wall, gpu_hours=wall / 3600 * outcome.gpus_per_trial,
+        wall_s=wall, gpu_hours=wall / 3600 * (run.gpus_per_trial if run else 0.0),
         train_images_per_s=sum(rates) / len(rates) if rates else None,
         checkpoint_uri=outcome.checkpoint_uri,
         posetune_version=str(v["posetune_version"]), torch_version=str(v["torch_version"]),
         timm_version=str(v["timm_version"]), ray_version=str(v["ray_version"]),
         git_commit=v["git_commit"],
         started_at=outcome.started_at, ended_at=outcome.ended_at,
-        node=last.get("node"), workers=int(last.get("workers", 1)), use_gpu=outcome.use_gpu,
+        node=last.get("node"), workers=int(last.get("workers", 1)), use_gpu=bool(run and run.use_gpu),
         startup_s=outcome.startup_s,
     )
 
@@ -155,7 +159,8 @@ def epoch_records(experiment: str, outcome: TrialOutcome) -> list[EpochRecord]:
     for report in outcome.reports:
         rows.append(
             EpochRecord(
-                experiment=experiment, stage=outcome.stage, variant_id=outcome.variant_id,
+                experiment=experiment, stage=outcome.job.stage,
+                variant_id=outcome.job.variant_id,
                 trial_id=outcome.trial_id, seed=outcome.config.train.seed,
                 epoch=int(report.get("epoch", 0)), loss=float(report.get("loss", math.nan)),
                 lr=float(report.get("lr", 0.0)),

@@ -1,8 +1,8 @@
 """The training loop a trial runs, around pose_core, and the two ways Ray runs it.
 
-:func:`run_trial` is the loop: assemble data, build the model, resume from a checkpoint if
-there is one, train, evaluate, report every epoch with a checkpoint. It talks to Ray only
-through a :class:`Session`:
+:func:`run_job` runs one :class:`~orchestrator.planning.TrialJob`: it assembles the data,
+resolves the initial weights and hands over to the one training loop,
+:func:`pose_core.loop.train_trial`, which talks to Ray only through a session:
 
 - :class:`TrainSession` (``--runner train``): one Tune trial launches a ``TorchTrainer`` whose
   workers all run :func:`train_loop_per_worker`. Data parallelism: every worker builds the
@@ -23,69 +23,59 @@ Resume is exact either way (model, optimizer, schedule, RNG).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
-from orchestrator.catalog import Catalog
+from orchestrator.catalog import Catalog, CatalogError
+from orchestrator.planning import TrialJob
 from orchestrator.trialdata import TrialData, assemble
-from pose_core.config import TrialConfig
-from pose_core.engine import (
-    NonFiniteLossError,
-    evaluate,
-    load_checkpoint,
-    save_checkpoint,
-    train_one_epoch,
-    unwrap,
-)
+from pose_core.config import ConfigError, TrialConfig
+from pose_core.engine import NonFiniteLossError
 from pose_core.image_store import ImageStore
+from pose_core.loop import CHECKPOINT_FILE, train_trial
+from pose_core.metrics import METRIC_NAMES
 from pose_core.model_info import model_info
-from pose_core.trainer import (
-    build_trial,
-    epoch_row,
-    gt_records,
-    make_datasets,
-    make_loader,
-    set_loader_epoch,
-    should_evaluate,
-)
+from pose_core.records import DataError
 
-CHECKPOINT_FILE = "checkpoint.pt"
 FAULT_ENV = "POSETUNE_FAULT_KILL_AT_EPOCH"
 # Set (to 1) only where a logical Ray GPU stands for a real one on a CPU machine (the packing
 # benchmark and its test): the trial then trains on the CPU instead of failing.
 EMULATE_GPU_ENV = "POSETUNE_EMULATE_GPU"
+# Failures that would repeat on every retry (bad data, bad config, a diverging loss): the
+# trial ends at once with the error in its row instead of being retried.
+DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (
+    DataError, ConfigError, CatalogError, NonFiniteLossError,
+)
 
 
-class Session(Protocol):
-    """What the loop needs from Ray: who it is, where it runs, how it reports."""
+class _Steps:
+    """Per-step hook shared by the sessions: when the first step ended (start-up overhead,
+    ``startup_s``), and the fault-injection hook of the reliability tests."""
 
-    rank: int
-    world: int
+    first_step: float | None = None
+    restarted: bool = False
+    last_epoch: int = 0
 
-    def device(self) -> torch.device: ...
+    def on_step(self, epoch: int, iteration: int, loss: float) -> None:
+        if self.first_step is None:
+            self.first_step = time.time()
+        maybe_inject_fault(epoch, self.restarted, iteration, loss)
 
-    def prepare(self, model: torch.nn.Module) -> torch.nn.Module: ...
+    def should_stop(self) -> bool:
+        return False  # Ray stops a trial by raising from its report call
 
-    def checkpoint(self) -> Any:
-        """A context manager giving the local path of the checkpoint file, or None."""
-        ...
-
-    def report(self, metrics: dict[str, Any], checkpoint: Path | None) -> None: ...
-
-    def scratch(self) -> str | None:
-        """Where to write a checkpoint before reporting it (None: the system temp dir)."""
-        ...
+    def timing(self) -> dict[str, float]:
+        return {} if self.first_step is None else {"first_step_at": self.first_step}
 
 
-class TrainSession:
+class TrainSession(_Steps):
     """A Ray Train worker of a ``TorchTrainer`` run."""
 
     def __init__(self) -> None:
@@ -112,12 +102,15 @@ class TrainSession:
         if found is None:
             yield None
             return
+        self.restarted = True
         with found.as_directory() as directory:
             yield Path(directory) / CHECKPOINT_FILE
 
     def report(self, metrics: dict[str, Any], checkpoint: Path | None) -> None:
         import ray.train
 
+        metrics = metrics | self.timing()
+        self.last_epoch = int(metrics.get("epoch", self.last_epoch))
         if checkpoint is None:
             ray.train.report(metrics)
         else:
@@ -128,7 +121,7 @@ class TrainSession:
         return None
 
 
-class TuneSession:
+class TuneSession(_Steps):
     """A Tune function trainable that trains in its own process (one worker, no DDP).
 
     ``checkpoint_uri`` is a folder (local or s3://) stable for the trial: each epoch's
@@ -138,8 +131,10 @@ class TuneSession:
 
     rank, world = 0, 1
 
-    def __init__(self, checkpoint_uri: str) -> None:
+    def __init__(self, checkpoint_uri: str,
+                 report_to: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.uri = checkpoint_uri
+        self.report_to = report_to  # tests: instead of ray.tune.report
 
     def device(self) -> torch.device:
         # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU (a fraction of one when packed).
@@ -164,21 +159,23 @@ class TuneSession:
         uri = join(self.uri, CHECKPOINT_FILE)
         if is_local(uri):
             path = Path(strip_scheme(uri))
+            self.restarted = path.is_file()
             yield path if path.is_file() else None
             return
         if not exists(uri):
             yield None
             return
+        self.restarted = True
         with tempfile.TemporaryDirectory(prefix="posetune-resume-") as directory:
             path = Path(directory) / CHECKPOINT_FILE
             path.write_bytes(read_bytes(uri))
             yield path
 
     def report(self, metrics: dict[str, Any], checkpoint: Path | None) -> None:
-        from ray import tune
-
         from orchestrator.storage import is_local, join, strip_scheme, write_bytes_atomic
 
+        metrics = metrics | self.timing()
+        self.last_epoch = int(metrics.get("epoch", self.last_epoch))
         if checkpoint is not None:
             uri = join(self.uri, CHECKPOINT_FILE)
             if is_local(uri):
@@ -188,6 +185,11 @@ class TuneSession:
             else:
                 write_bytes_atomic(uri, checkpoint.read_bytes())
             metrics = metrics | {"checkpoint_path": self.uri}
+        if self.report_to is not None:
+            self.report_to(metrics)
+            return
+        from ray import tune
+
         tune.report(metrics)
 
     def scratch(self) -> str | None:
@@ -228,106 +230,39 @@ def fetch_checkpoint(uri: str) -> str:
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """The ``TorchTrainer`` entry point (``--runner train``)."""
-    run_trial(config, TrainSession())
+    run_job(config["job"], TrainSession())
 
 
-def run_trial(config: dict[str, Any], session: Session) -> None:
-    """Train one trial to its last epoch (or until Ray stops it), reporting every epoch."""
-    rank, world = session.rank, session.world
-    torch.set_num_threads(max(1, int(config.get("threads", 1))))
-    catalog = Catalog.from_dict(config["catalog"])
-    cfg = resolve_weights(TrialConfig.from_dict(config["trial"]), catalog)
-    data: TrialData = assemble(cfg, catalog)
-    # Decoded images live once per node (memory-mapped from /dev/shm), shared by every trial
-    # there: a node's later trials start without decoding.
-    train_set, test_set = make_datasets(cfg, data.train, data.test, data.skeleton, ImageStore())
-    workers = cfg.data.loader_workers
-    train_loader = make_loader(train_set, cfg.train.batch_size, True, cfg.train.seed, workers,
-                               rank, world)
-    test_loader = make_loader(test_set, cfg.train.batch_size, False, 0, workers)
-    device = session.device()
-    trial = build_trial(cfg, data.skeleton, len(train_loader), device)
-    model = session.prepare(trial.model)
-    restarted = False
-    with session.checkpoint() as path:
-        if path is not None:
-            state = load_checkpoint(path, model, trial.optimizer, trial.scheduler)
-            trial.epoch = int(state["epoch"])
-            trial.history = list(state["extra"].get("history", []))
-            restarted = True
-    static = trial_static(cfg, data, trial.init_message, world)
-    if rank == 0:
-        info = model_info(cfg.model, data.skeleton.num_keypoints, cfg.data.input_size)
-        static |= {"params_m": info.params_m, "gflops": info.gflops}
-    records = gt_records(data.test)
-    generator = torch.Generator().manual_seed(cfg.train.seed + rank) if cfg.data.cutmix else None
-    last_metrics: dict[str, Any] = dict(trial.history[-1]) if trial.history else {}
-    if restarted and trial.epoch >= cfg.train.epochs and trial.history:
-        # The run had finished before (the sweep driver died before writing its row):
-        # report the final epoch again so the driver can record it. Nothing is retrained.
-        report_epoch(session, carry_metrics(last_metrics, last_metrics) | static, trial, model,
-                     cfg, data)
-        return
-    timing = StartupTiming()
-    while trial.epoch < cfg.train.epochs:
-        set_loader_epoch(train_loader, cfg.train.seed, trial.epoch)
-        on_step = functools.partial(step_hook, timing, trial.epoch, restarted)
-        try:
-            stats = train_one_epoch(model, train_loader, trial.optimizer, trial.scheduler,
-                                    trial.loss_fn, device, trial.epoch, cfg.train, generator,
-                                    on_step)
-        except NonFiniteLossError as error:
-            if world > 1:
-                raise  # other ranks wait in a collective: let Ray Train tear the group down
-            # Deterministic: a restart from the last checkpoint would diverge again. End the
-            # trial now; the driver records it as failed with this reason.
-            session.report(last_metrics | static | {"epoch": trial.epoch, "error": str(error)},
-                           None)
-            return
-        trial.epoch += 1
-        metrics = None
-        if rank == 0 and should_evaluate(cfg, trial.epoch):
-            metrics = evaluate(unwrap(model), test_loader, records, data.skeleton.flip_index,
-                               trial.sigmas, cfg.eval, device, cfg.train.bf16)
-        row = epoch_row(stats, metrics)
-        row["images_per_s"] = stats.images_per_s * world
-        row["restarted"] = restarted
-        trial.history.append(row)
-        report = carry_metrics(row, last_metrics) | static | timing.fields()
-        last_metrics = report
-        report_epoch(session, report, trial, model, cfg, data)
+def run_job(job: TrialJob, session: TrainSession | TuneSession) -> None:
+    """Train one job to its last epoch (or until Ray stops it), reporting every epoch.
+
+    A deterministic failure (bad data or config, a diverging loss) ends the trial with one
+    report carrying the error line: it completes instead of crashing, so neither Tune nor
+    Ray Train retries what would fail again. Crashes of the process or node are retried.
+    """
+    run = job.run
+    torch.set_num_threads(max(1, run.threads if run else 1))
+    try:
+        catalog = Catalog.from_dict(dict(job.catalog))
+        cfg = resolve_weights(job.config, catalog)
+        data: TrialData = assemble(cfg, catalog)
+        static = trial_static(cfg, data, session.world)
+        if session.rank == 0:
+            info = model_info(cfg.model, data.skeleton.num_keypoints, cfg.data.input_size)
+            static |= {"params_m": info.params_m, "gflops": info.gflops}
+        # Decoded images live once per node (memory-mapped from /dev/shm), shared by every
+        # trial there: a node's later trials start without decoding.
+        train_trial(cfg, data.train, data.test, data.skeleton, session, ImageStore(), static)
+    except DETERMINISTIC_ERRORS as error:
+        if session.world > 1:
+            raise  # other ranks wait in a collective: let Ray Train tear the group down
+        # NaN metrics: Optuna records the trial as failed, not as a score of 0.
+        session.report({key: float("nan") for key in METRIC_NAMES}
+                       | {"epoch": session.last_epoch, "evaluated": False,
+                          "error": f"{type(error).__name__}: {error}"}, None)
 
 
-@dataclasses.dataclass
-class StartupTiming:
-    """When the trial's first optimizer step ended (unix time): the driver turns it into the
-    trial's start-up overhead (``startup_s``)."""
-
-    first_step: float | None = None
-
-    def fields(self) -> dict[str, float]:
-        return {} if self.first_step is None else {"first_step_at": self.first_step}
-
-
-def step_hook(timing: StartupTiming, epoch: int, restarted: bool, iteration: int,
-              loss: float) -> None:
-    if timing.first_step is None:
-        timing.first_step = time.time()
-    maybe_inject_fault(epoch, restarted, iteration, loss)
-
-
-def carry_metrics(row: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
-    """Every report holds the metric keys (ASHA and Optuna need them each epoch): epochs
-    without evaluation carry the last evaluated values (0.0 before the first one)."""
-    out = dict(row)
-    for key in ("AP", "AP50", "AP75", "AP85", "AR", "PCK05"):
-        out.setdefault(key, last.get(key, 0.0))
-    if "pck_per_keypoint" not in out and "pck_per_keypoint" in last:
-        out["pck_per_keypoint"] = last["pck_per_keypoint"]
-    return out
-
-
-def trial_static(cfg: TrialConfig, data: TrialData, init_message: str, world: int) -> dict[str, Any]:
+def trial_static(cfg: TrialConfig, data: TrialData, world: int) -> dict[str, Any]:
     """Facts about the trial that go into its result row (reported with every epoch)."""
     return {
         "subset_digest": data.mixed.digest,
@@ -335,7 +270,6 @@ def trial_static(cfg: TrialConfig, data: TrialData, init_message: str, world: in
         "train_images": len(data.train),
         "test_images": len(data.test),
         "keypoint_names": list(data.skeleton.keypoints),
-        "init_message": init_message,
         "workers": world,
         "node": node_name(),
     }
@@ -350,21 +284,6 @@ def node_name() -> str:
     except Exception:  # noqa: BLE001 - outside Ray (never in a trial) keep the host name
         node_id = ""
     return f"{os.uname().nodename}/{node_id}" if node_id else os.uname().nodename
-
-
-def report_epoch(
-    session: Session, report: dict[str, Any], trial: Any, model: torch.nn.Module,
-    cfg: TrialConfig, data: TrialData,
-) -> None:
-    if session.rank != 0:
-        session.report({k: v for k, v in report.items() if not isinstance(v, list)}, None)
-        return
-    with tempfile.TemporaryDirectory(prefix=".tmp-posetune-ckpt-",
-                                     dir=session.scratch()) as directory:
-        path = Path(directory) / CHECKPOINT_FILE
-        save_checkpoint(path, model, trial.optimizer, trial.scheduler, trial.epoch,
-                        cfg.to_dict(), data.skeleton.keypoints, {"history": trial.history})
-        session.report(report, path)
 
 
 def maybe_inject_fault(epoch: int, restarted: bool, iteration: int, loss: float) -> None:

@@ -12,6 +12,7 @@ Defaults follow the reference study and MMPose's Animal-Pose configs: 256x256 in
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import types
 import typing
 from dataclasses import dataclass, field
@@ -182,14 +183,20 @@ def coerce(hint: Any, value: Any, path: str) -> Any:
         if value is not None:
             raise ConfigError(f"{path}: expected None, got {value!r}")
         return None
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        (item,) = get_args(hint)
+        return [coerce(item, element, f"{path}[{i}]") for i, element in enumerate(value)]
+    # numpy scalars count as numbers (results carry them); bools never do.
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
         return float(value)
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise ConfigError(f"{path}: expected an integer, got {value!r}")
-        return value
+        return int(value)
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: expected true or false, got {value!r}")
@@ -197,6 +204,10 @@ def coerce(hint: Any, value: Any, path: str) -> Any:
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    if isinstance(hint, type):
+        if not isinstance(value, hint):
+            raise ConfigError(f"{path}: expected {hint.__name__}, got {value!r}")
         return value
     raise ConfigError(f"{path}: unsupported config type {hint}")
 

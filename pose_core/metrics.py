@@ -54,6 +54,9 @@ PckNormaliser = Literal["bbox", "diagonal", "sqrt_area"]
 
 # MMPose CocoMetric: only keypoints scoring above this enter the instance score.
 KEYPOINT_SCORE_THRESHOLD = 0.2
+# The summary metrics, named once (STYLE.md 10): MetricResult's fields, results columns,
+# Tune metrics and table columns all come from this tuple.
+METRIC_NAMES = ("AP", "AP50", "AP75", "AP85", "AR", "PCK05")
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,9 @@ class MetricResult:
         values = dataclasses.asdict(self)
         values["pck_per_keypoint"] = list(self.pck_per_keypoint)
         return values
+
+
+assert tuple(f.name for f in dataclasses.fields(MetricResult))[: len(METRIC_NAMES)] == METRIC_NAMES
 
 
 # ------------------------------------------------------------------ public entry points

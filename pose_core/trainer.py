@@ -1,7 +1,8 @@
 """Assemble one trial from a :class:`TrialConfig` and instance lists, and a plain ``fit``.
 
-The Ray worker and the single-process :func:`fit` share :func:`build_trial` and
-:func:`make_loader`, so the distributed path trains exactly what a local run trains.
+The loop itself is :func:`pose_core.loop.train_trial`; :func:`fit` runs it in this process,
+the orchestrator runs the same function inside Ray, so a sweep trains exactly what a local
+run trains.
 """
 
 from __future__ import annotations
@@ -19,16 +20,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from pose_core.config import TrialConfig
-from pose_core.dataset import ImageCache, ImageSource, TopDownDataset
+from pose_core.dataset import ImageSource, TopDownDataset
 from pose_core.engine import (
     EpochStats,
     build_optimizer,
     build_scheduler,
-    evaluate,
-    load_checkpoint,
-    save_checkpoint,
     seed_everything,
-    train_one_epoch,
 )
 from pose_core.losses import build_loss
 from pose_core.metrics import MetricResult
@@ -185,53 +182,17 @@ def fit(
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     device: torch.device | None = None,
 ) -> Trial:
-    """Train ``cfg.train.epochs`` epochs in this process, evaluating every ``eval.interval``.
+    """Train ``cfg.train.epochs`` epochs in this process: the sweep's loop
+    (:func:`pose_core.loop.train_trial`) with a :class:`pose_core.loop.LocalSession`.
 
     With ``checkpoint_dir`` a checkpoint is written after every epoch and, when ``resume``
     is set and one exists, training continues from it exactly. ``stop_after`` ends the run
     after that many completed epochs (used to test interruption).
     """
-    train_set, test_set = make_datasets(cfg, train, test, skeleton, ImageCache())
-    train_loader = make_loader(
-        train_set, cfg.train.batch_size, True, cfg.train.seed, cfg.data.loader_workers
-    )
-    test_loader = make_loader(test_set, cfg.train.batch_size, False, 0, cfg.data.loader_workers)
-    trial = build_trial(cfg, skeleton, len(train_loader), device)
-    path = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    if path is not None and resume and path.is_file():
-        state = load_checkpoint(path, trial.model, trial.optimizer, trial.scheduler)
-        trial.epoch = int(state["epoch"])
-        trial.history = list(state["extra"].get("history", []))
-    records = gt_records(test)
-    generator = torch.Generator().manual_seed(cfg.train.seed) if cfg.data.cutmix else None
-    prepare = train_set.batch_preparer() if train_set.batched else None
-    while trial.epoch < cfg.train.epochs:
-        if stop_after is not None and trial.epoch >= stop_after:
-            break
-        set_loader_epoch(train_loader, cfg.train.seed, trial.epoch)
-        stats = train_one_epoch(
-            trial.model, train_loader, trial.optimizer, trial.scheduler, trial.loss_fn,
-            trial.device, trial.epoch, cfg.train, generator, prepare=prepare,
-        )
-        trial.epoch += 1
-        metrics = None
-        if should_evaluate(cfg, trial.epoch):
-            metrics = evaluate(
-                trial.model, test_loader, records, skeleton.flip_index, trial.sigmas,
-                cfg.eval, trial.device, cfg.train.bf16,
-            )
-        row = epoch_row(stats, metrics)
-        trial.history.append(row)
-        if path is not None:
-            save_checkpoint(
-                path, trial.model, trial.optimizer, trial.scheduler, trial.epoch,
-                cfg.to_dict(), skeleton.keypoints, {"history": trial.history},
-            )
-        if on_epoch is not None:
-            on_epoch(row)
-    return trial
+    from pose_core.loop import LocalSession, train_trial
+
+    session = LocalSession(checkpoint_dir, resume, stop_after, on_epoch, device)
+    return train_trial(cfg, train, test, skeleton, session)
 
 
 def should_evaluate(cfg: TrialConfig, completed_epochs: int) -> bool:

@@ -53,7 +53,7 @@ def sweep(experiment: Experiment, results: Path, **options: Any) -> ResultsStore
     from orchestrator.driver import run_sweep
 
     return run_sweep(experiment, SweepOptions(results=str(results), smoke=True, **options),
-                     lambda line: None)
+                     lambda line: None).store
 
 
 @pytest.mark.parametrize("runner", ["tune", "train"])

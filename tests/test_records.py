@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from orchestrator.planning import RunSettings, TrialJob
 from orchestrator.records import TrialOutcome, epoch_records, redact, trial_record
 from pose_core.config import TrialConfig, with_values
 
@@ -12,9 +13,9 @@ T0 = datetime(2026, 11, 21, tzinfo=UTC)
 
 
 def outcome(reports: list[dict], error: str | None = None) -> TrialOutcome:  # type: ignore[type-arg]
-    return TrialOutcome(stage="main", variant_id="v", trial_id="t1", config=CFG, reports=reports,
-                        started_at=T0, ended_at=T0 + timedelta(seconds=90), error=error,
-                        gpus_per_trial=0.5)
+    job = TrialJob("exp", "main", "v", 0, CFG, run=RunSettings("/tmp/x", gpus_per_trial=0.5))
+    return TrialOutcome(job=job, trial_id="t1", reports=reports, started_at=T0,
+                        ended_at=T0 + timedelta(seconds=90), error=error)
 
 
 def report(epoch: int, ap: float | None) -> dict:  # type: ignore[type-arg]

@@ -17,14 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from orchestrator import storage
-from orchestrator.results import (
-    EpochRecord,
-    ResultsStore,
-    TrialRecord,
-    arrow_schema,
-    format_table,
-    query,
-)
+from orchestrator.query import format_table, query
+from orchestrator.results import ResultsStore
+from orchestrator.schema import EpochRecord, TrialRecord, arrow_schema
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -136,11 +131,11 @@ def test_records_are_checked_and_normalised() -> None:
     assert record.pck_per_keypoint == [1.0, 0.5]
     with pytest.raises(ValueError, match="status"):
         make_trial(status="done")
-    with pytest.raises(TypeError, match="timezone-aware"):
+    with pytest.raises(ValueError, match="timezone-aware"):
         make_trial(ended_at=datetime(2026, 1, 1))
-    with pytest.raises(TypeError, match="TrialRecord.lr"):
+    with pytest.raises(ValueError, match="TrialRecord.lr"):
         make_trial(lr="0.001")
-    with pytest.raises(TypeError, match="TrialRecord.seed"):
+    with pytest.raises(ValueError, match="TrialRecord.seed"):
         make_trial(seed=True)
 
 
@@ -184,7 +179,7 @@ def test_empty_or_missing_store_reads_as_empty_typed_tables(tmp_path: Path) -> N
     assert store.read_trials().num_rows == 0
     assert store.read_trials().schema.equals(arrow_schema(TrialRecord))
     assert store.read_epochs().schema.equals(arrow_schema(EpochRecord))
-    assert store.finished_keys("exp") == set()
+    assert store.finished_rows("exp") == {}
     assert query(str(tmp_path / "nothing-here")).num_rows == 0
 
 
@@ -231,7 +226,7 @@ def test_latest_row_per_trial_key_wins(tmp_path: Path) -> None:
     assert sorted(everything["trial_id"].to_pylist()) == ["early", "late", "seed1"]
 
 
-def test_finished_keys_follow_the_latest_row(tmp_path: Path) -> None:
+def test_finished_rows_follow_the_latest_row(tmp_path: Path) -> None:
     store = ResultsStore(str(tmp_path))
     store.append_trial(make_trial(variant_id="ok", trial_id="a"))
     store.append_trial(make_trial(variant_id="failed", trial_id="b", status="failed", AP=None))
@@ -244,8 +239,8 @@ def test_finished_keys_follow_the_latest_row(tmp_path: Path) -> None:
     store.append_trial(
         make_trial(variant_id="rerun", trial_id="g", status="failed", ended_at=later)
     )
-    assert store.finished_keys("exp") == {("main", "ok", 0), ("main", "ok", 1), ("main", "stopped", 0)}
-    assert store.finished_keys("other") == {("main", "elsewhere", 0)}
+    assert set(store.finished_rows("exp")) == {("main", "ok", 0), ("main", "ok", 1), ("main", "stopped", 0)}
+    assert set(store.finished_rows("other")) == {("main", "elsewhere", 0)}
 
 
 def test_epochs_round_trip(tmp_path: Path) -> None:
@@ -309,7 +304,7 @@ def test_format_table_csv_json_and_text(tmp_path: Path) -> None:
 
     text = format_table(table, "table").splitlines()
     assert text[0].split() == ["variant_id", "AP", "lr", "pck_per_keypoint", "ended_at"]
-    assert text[2].split()[:3] == ["high", "0.9000", "0.0005"]
+    assert text[2].split()[:3] == ["high", "0.9", "0.0005"]
     assert text[-1] == "(4 rows)"
     with pytest.raises(ValueError, match="valid formats"):
         format_table(table, "xml")  # type: ignore[arg-type]

@@ -72,7 +72,7 @@ def test_fractional_gpu_trials_run_together(gpu_cluster: Any, tmp_path: Path) ->
     lines: list[str] = []
     options = SweepOptions(results=str(tmp_path), smoke=True, gpus_per_worker=0.5,
                            overrides={"train.epochs": 4})
-    store: ResultsStore = run_sweep(experiment, options, lines.append)
+    store: ResultsStore = run_sweep(experiment, options, lines.append).store
     rows = store.read_trials().to_pylist()
     assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), rows
     assert all(r["use_gpu"] for r in rows)

@@ -13,7 +13,8 @@ import pytest
 
 from orchestrator.experiment import Experiment, Grid, Stage
 from orchestrator.planning import SweepOptions
-from orchestrator.results import ResultsStore, query
+from orchestrator.query import query
+from orchestrator.results import ResultsStore
 from pose_core.config import TrialConfig, with_values
 
 pytestmark = [pytest.mark.s3, pytest.mark.ray]

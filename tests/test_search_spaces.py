@@ -91,15 +91,16 @@ def test_paper_values_are_on_the_axes() -> None:
 def test_tpe_search_runs_one_study_per_seed_with_rungs_on_evaluated_epochs(
     tmp_path: Path,
 ) -> None:
-    from orchestrator.driver import asha, tpe_sampler
+    from orchestrator.scale import SCALES
+    from orchestrator.tuning import asha, tpe_sampler
 
     experiment = search_spaces.load_experiment("hyperparameters_tpe")
     stage = experiment.final_stage
     planned = plan(experiment, SweepOptions(results=str(tmp_path), seeds=3))
-    assert [(t.spec.seed, t.config.train.seed) for t in planned[stage.name]] == [
+    assert [(t.seed, t.config.train.seed) for t in planned[stage.name]] == [
         (0, 0), (1, 1), (2, 2)]
     config = planned[stage.name][0].config
-    scheduler = asha(experiment, stage, {"trial": config.to_dict()}, smoke=False)
+    scheduler = asha(experiment, stage, planned[stage.name][0], SCALES["full"])
     milestones = sorted(m for m, _ in scheduler._brackets[0]._rungs)
     # ASHA compares trials where they were just evaluated (every eval.interval epochs), never
     # on the 0.0 reported before a first evaluation, and not in the noisy first epochs.

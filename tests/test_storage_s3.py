@@ -16,7 +16,8 @@ import pytest
 import s3fs
 
 from orchestrator import storage
-from orchestrator.results import ResultsStore, query
+from orchestrator.query import query
+from orchestrator.results import ResultsStore
 from tests.s3server import SeaweedS3, start_s3
 from tests.test_results import make_epoch, make_trial
 
@@ -89,7 +90,7 @@ def test_results_store_over_s3(s3_server: SeaweedS3) -> None:
 
     assert store.read_trials()["trial_id"].to_pylist() == ["a", "b"]
     assert store.read_epochs().num_rows == 3
-    assert store.finished_keys("exp") == {("main", "va", 0), ("main", "vb", 0)}
+    assert set(store.finished_rows("exp")) == {("main", "va", 0), ("main", "vb", 0)}
     best = query(uri, "SELECT variant_id, AP FROM trials WHERE AP > 0.5", s3_server.storage_options)
     assert best.to_pylist() == [{"variant_id": "vb", "AP": 0.8}]
     assert store.spooled_files() == []

@@ -36,8 +36,9 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> str:
     ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
     try:
         for name in search_spaces.names():
-            run_sweep(search_spaces.load_experiment(name),
-                      SweepOptions(results=results, smoke=True), lambda line: None)
+            outcome = run_sweep(search_spaces.load_experiment(name),
+                                SweepOptions(results=results, smoke=True), lambda line: None)
+            assert outcome.exit_code == 0, (name, outcome.failures, outcome.not_started)
     finally:
         ray.shutdown()
     return results

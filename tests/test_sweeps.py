@@ -16,7 +16,8 @@ import pytest
 
 from orchestrator.experiment import Experiment, Grid, IntRange, LogUniform, Stage
 from orchestrator.planning import SweepOptions
-from orchestrator.results import ResultsStore, query
+from orchestrator.query import query
+from orchestrator.results import ResultsStore
 from pose_core.config import TrialConfig, with_values
 
 pytestmark = pytest.mark.ray
@@ -42,10 +43,12 @@ def sweep(experiment: Experiment, results: Path, **options: Any) -> ResultsStore
     from orchestrator.driver import run_sweep
 
     lines: list[str] = []
-    store = run_sweep(
+    outcome = run_sweep(
         experiment, SweepOptions(results=str(results), smoke=True, **options), lines.append
     )
+    store = outcome.store
     store.lines = lines  # type: ignore[attr-defined]
+    store.outcome = outcome  # type: ignore[attr-defined]
     return store
 
 
@@ -214,4 +217,33 @@ def test_resume_skips_finished_trials(ray_cluster: Any, tmp_path: Path,
     assert len(again.read_trials(latest_only=False)) == 2
     done = sweep(experiment, relative, resume=True)
     assert any("already finished" in line for line in done.lines), done.lines  # type: ignore[attr-defined]
+    # Resume by identity: with another config the finished rows no longer match; both
+    # trials are named as changed and run again.
+    changed = sweep(experiment, relative, resume=True, overrides={"train.lr": 1e-3})
+    assert any("2 finished trial(s) changed" in line and "train.lr 0.002 -> 0.001" in line
+               for line in changed.lines), changed.lines  # type: ignore[attr-defined]
+    latest = rows(changed)
+    assert [r["lr"] for r in latest] == [1e-3, 1e-3] and changed.outcome.exit_code == 0  # type: ignore[attr-defined]
+
+
+def test_failed_stage_fails_the_sweep_and_blocks_its_dependants(ray_cluster: Any,
+                                                                tmp_path: Path) -> None:
+    """A diverging loss is deterministic: the trial ends failed with the reason, once (no
+    retry), the stage that depends on it never starts, and the sweep's exit code is 3."""
+    experiment = Experiment(
+        name="fail_test", description="test", baseline=TINY,
+        stages=(
+            Stage(name="pre", changes={"train.lr": 1e12}),
+            Stage(name="fine", changes={"model.init": "checkpoint",
+                                        "model.weights": "@best:pre"}, depends_on=("pre",)),
+        ),
+    )
+    store = sweep(experiment, tmp_path, max_failures=2)
+    outcome = store.outcome  # type: ignore[attr-defined]
+    every = store.read_trials(latest_only=False).to_pylist()
+    assert [(r["stage"], r["status"]) for r in every] == [("pre", "failed")]  # one row: no retry
+    assert "non-finite loss" in every[0]["error"] and "NonFiniteLossError" in every[0]["error"]
+    assert outcome.exit_code == 3 and outcome.counts == {"failed": 1}
+    assert outcome.not_started and outcome.not_started[0].startswith("fine:")
+    assert outcome.failures[0].startswith("pre/baseline/seed=0: ")
     assert len(done.read_trials(latest_only=False)) == 2

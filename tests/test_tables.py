@@ -19,7 +19,8 @@ import pytest
 from PIL import Image
 
 from orchestrator.planning import SweepOptions, plan
-from orchestrator.results import ResultsStore, TrialRecord
+from orchestrator.results import ResultsStore
+from orchestrator.schema import TrialRecord
 from orchestrator.tables import TABLES, mean_interval, render_plot, render_table
 from pose_core.config import TrialConfig, with_values
 from search_spaces import load_experiment
@@ -110,14 +111,11 @@ def write_experiment(store: ResultsStore, name: str, seeds: int = 1) -> list[Tri
     planned = plan(experiment, SweepOptions(results=str(store.uri), seeds=seeds))
     written: list[TrialRecord] = []
     for stage, trials in planned.items():
-        if trials[0].spec.variant_id == "optuna":  # sampled: make up nine samples
+        if trials[0].sampled:  # sampled: make up nine samples
             base = trials[0].config
             trials = [
                 dataclasses.replace(
-                    trials[0],
-                    spec=dataclasses.replace(
-                        trials[0].spec, variant_id=f"lr={lr:g},epochs={epochs}"
-                    ),
+                    trials[0], variant_id=f"lr={lr:g},epochs={epochs}",
                     config=with_values(base, {"train.lr": lr, "train.epochs": epochs}),
                 )
                 for lr in (3e-4, 1e-4, 2e-5)
@@ -134,7 +132,7 @@ def write_experiment(store: ResultsStore, name: str, seeds: int = 1) -> list[Tri
                 )
             written.append(
                 record(
-                    name, stage, trial.spec.variant_id, config, len(written), init_checkpoint=source
+                    name, stage, trial.variant_id, config, len(written), init_checkpoint=source
                 )
             )
     for row in written:

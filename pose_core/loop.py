@@ -1,0 +1,218 @@
+"""The one training loop, and the small session protocol through which it is run.
+
+:func:`train_trial` builds the loaders and the model, resumes from the session's checkpoint
+if there is one, then trains, evaluates every ``eval.interval`` epochs and reports every
+epoch with a checkpoint. Who runs it only changes the :class:`Session`:
+
+- :class:`LocalSession` (here): a plain process; checkpoints in a folder
+  (:func:`pose_core.trainer.fit`).
+- the orchestrator's Tune and Ray Train sessions (``orchestrator.worker``).
+
+The loop never imports Ray, prints or writes result rows: it calls ``session.report``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from pose_core.config import TrialConfig
+from pose_core.dataset import ImageCache, ImageSource
+from pose_core.engine import evaluate, load_checkpoint, save_checkpoint, train_one_epoch, unwrap
+from pose_core.metrics import METRIC_NAMES
+from pose_core.records import Instance
+from pose_core.skeletons import Skeleton
+from pose_core.trainer import (
+    Trial,
+    build_trial,
+    epoch_row,
+    gt_records,
+    make_datasets,
+    make_loader,
+    set_loader_epoch,
+    should_evaluate,
+)
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class Session(Protocol):
+    """What the loop needs from whoever runs it."""
+
+    rank: int
+    world: int
+
+    def device(self) -> torch.device: ...
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Wrap the model for data parallelism (or return it as it is)."""
+        ...
+
+    def checkpoint(self) -> Any:
+        """A context manager giving the local path of the last checkpoint, or None."""
+        ...
+
+    def scratch(self) -> str | None:
+        """Where to write a checkpoint before reporting it (None: the system temp dir)."""
+        ...
+
+    def report(self, metrics: dict[str, Any], checkpoint: Path | None) -> None:
+        """One epoch's metrics and (rank 0) the checkpoint file, which the session may move."""
+        ...
+
+    def on_step(self, epoch: int, iteration: int, loss: float) -> None:
+        """After every optimizer step (timing, fault injection)."""
+        ...
+
+    def should_stop(self) -> bool:
+        """Asked after every report: end the run now (the checkpoint is saved)."""
+        ...
+
+
+class LocalSession:
+    """One process, checkpoints as ``FOLDER/checkpoint.pt`` (None: no checkpoints)."""
+
+    rank, world = 0, 1
+
+    def __init__(
+        self, folder: str | Path | None = None, resume: bool = True,
+        stop_after: int | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        device: torch.device | None = None,
+    ) -> None:
+        self.folder = Path(folder) if folder is not None else None
+        self.resume, self.stop_after, self.on_epoch = resume, stop_after, on_epoch
+        self._device = device
+        self.epochs = 0
+
+    def device(self) -> torch.device:
+        return self._device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model
+
+    @contextmanager
+    def checkpoint(self) -> Iterator[Path | None]:
+        path = self.folder / CHECKPOINT_FILE if self.folder is not None else None
+        yield path if path is not None and self.resume and path.is_file() else None
+
+    def scratch(self) -> str | None:
+        if self.folder is None:
+            return None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return str(self.folder)
+
+    def report(self, metrics: dict[str, Any], checkpoint: Path | None) -> None:
+        if checkpoint is not None and self.folder is not None:
+            os.replace(checkpoint, self.folder / CHECKPOINT_FILE)
+        self.epochs = int(metrics.get("epoch", self.epochs))
+        if self.on_epoch is not None:
+            self.on_epoch(metrics)
+
+    def on_step(self, epoch: int, iteration: int, loss: float) -> None:
+        return None
+
+    def should_stop(self) -> bool:
+        return self.stop_after is not None and self.epochs >= self.stop_after
+
+
+def carry_metrics(row: Mapping[str, Any], last: Mapping[str, Any]) -> dict[str, Any]:
+    """Every report holds the metric keys (ASHA and Optuna need them each epoch): epochs
+    without evaluation carry the last evaluated values (0.0 before the first one)."""
+    out = dict(row)
+    for key in METRIC_NAMES:
+        out.setdefault(key, last.get(key, 0.0))
+    for key, value in last.items():
+        if key.endswith("_per_keypoint"):
+            out.setdefault(key, value)
+    return out
+
+
+def train_trial(
+    cfg: TrialConfig,
+    train: Sequence[Instance],
+    test: Sequence[Instance],
+    skeleton: Skeleton,
+    session: Session,
+    images: ImageSource | None = None,
+    static: Mapping[str, Any] | None = None,
+) -> Trial:
+    """Train ``cfg.train.epochs`` epochs (or until the session stops it), reporting each.
+
+    ``static`` facts (data digest, model size, ...) go into every report. A run whose
+    checkpoint is already at the last epoch reports that epoch again and trains nothing
+    (a driver that died after the trial finished still gets its row).
+    """
+    static = dict(static or {})
+    rank, world = session.rank, session.world
+    train_set, test_set = make_datasets(cfg, train, test, skeleton, images or ImageCache())
+    workers = cfg.data.loader_workers
+    train_loader = make_loader(train_set, cfg.train.batch_size, True, cfg.train.seed, workers,
+                               rank, world)
+    test_loader = make_loader(test_set, cfg.train.batch_size, False, 0, workers)
+    device = session.device()
+    trial = build_trial(cfg, skeleton, len(train_loader), device)
+    model = compile_model(session.prepare(trial.model), cfg, device)
+    restarted = False
+    with session.checkpoint() as path:
+        if path is not None:
+            state = load_checkpoint(path, model, trial.optimizer, trial.scheduler)
+            trial.epoch = int(state["epoch"])
+            trial.history = list(state["extra"].get("history", []))
+            restarted = True
+    static["init_message"] = trial.init_message
+    records = gt_records(test)
+    generator = torch.Generator().manual_seed(cfg.train.seed + rank) if cfg.data.cutmix else None
+    last: dict[str, Any] = dict(trial.history[-1]) if trial.history else {}
+    if restarted and trial.epoch >= cfg.train.epochs and trial.history:
+        _report(session, carry_metrics(last, last) | static, trial, model)
+        return trial
+    while trial.epoch < cfg.train.epochs:
+        set_loader_epoch(train_loader, cfg.train.seed, trial.epoch)
+        epoch = trial.epoch
+
+        def on_step(iteration: int, loss: float, epoch: int = epoch) -> None:
+            session.on_step(epoch, iteration, loss)
+
+        stats = train_one_epoch(model, train_loader, trial.optimizer, trial.scheduler,
+                                trial.loss_fn, device, epoch, cfg.train, generator, on_step)
+        trial.epoch += 1
+        metrics = None
+        if rank == 0 and should_evaluate(cfg, trial.epoch):
+            metrics = evaluate(unwrap(model), test_loader, records, skeleton.flip_index,
+                               trial.sigmas, cfg.eval, device, cfg.train.bf16)
+        row = epoch_row(stats, metrics)
+        row["images_per_s"] = stats.images_per_s * world
+        row["restarted"] = restarted
+        trial.history.append(row)
+        last = carry_metrics(row, last) | static
+        _report(session, last, trial, model)
+        if session.should_stop():
+            break
+    return trial
+
+
+def compile_model(model: torch.nn.Module, cfg: TrialConfig, device: torch.device) -> Any:
+    """``train.compile``: ``torch.compile`` the training model (CUDA, or CPU when asked; CPU
+    needs a C++ compiler). Checkpoints and evaluation use the bare model (``unwrap``)."""
+    if not cfg.train.compile:
+        return model
+    return torch.compile(model, dynamic=False)
+
+
+def _report(session: Session, report: dict[str, Any], trial: Trial, model: torch.nn.Module) -> None:
+    if session.rank != 0:
+        session.report({k: v for k, v in report.items() if not isinstance(v, list)}, None)
+        return
+    with tempfile.TemporaryDirectory(prefix=".tmp-posetune-ckpt-",
+                                     dir=session.scratch()) as directory:
+        path = Path(directory) / CHECKPOINT_FILE
+        save_checkpoint(path, model, trial.optimizer, trial.scheduler, trial.epoch,
+                        trial.config.to_dict(), trial.skeleton.keypoints,
+                        {"history": trial.history})
+        session.report(report, path)

@@ -1,0 +1,113 @@
+"""One trial config builder: precedence, scales, --set on swept paths, job identity (Ray-free)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+import search_spaces
+from orchestrator.experiment import Cases, Experiment, Grid, LogUniform, Stage
+from orchestrator.planning import SweepOptions, build_job, plan
+from orchestrator.scale import SCALES, get_scale
+from pose_core.config import ConfigError, TrialConfig, with_values
+
+BASE = with_values(TrialConfig(), {"model.init": "random", "train.lr": 2e-3})
+
+
+def experiment(**stage: object) -> Experiment:
+    return Experiment(name="exp", description="x", baseline=BASE,
+                      stages=(Stage(**stage),), smoke={"model.kit_dim": 32})  # type: ignore[arg-type]
+
+
+def test_precedence_baseline_scale_stage_values_experiment_overrides_seed() -> None:
+    exp = experiment(axes={"data.real_count": Grid(100, 400)},
+                     changes={"train.epochs": 210, "data.input_size": 192})
+    stage = exp.stages[0]
+    smoke = SCALES["smoke"]
+    job = build_job(exp, stage, {"data.real_count": 400}, 2, smoke,
+                    {"data.input_size": 96, "train.batch_size": 8})
+    cfg = job.config
+    assert cfg.train.lr == 2e-3  # baseline
+    assert cfg.model.backbone == "hrnet_w18_small"  # scale
+    assert cfg.train.epochs == 3  # stage value, mapped by the scale (210 -> 3)
+    assert cfg.data.real_count == 20 and job.values == {"data.real_count": 20}  # sqrt(400)
+    assert cfg.model.kit_dim == 32  # the experiment's own smoke change
+    assert cfg.data.input_size == 96 and cfg.train.batch_size == 8  # --set wins
+    assert cfg.train.seed == 2 and job.seed == 2
+    # The variant id names the design value, the same at every scale; the row records both.
+    assert job.variant_id == "real_count=400" and job.scale == "smoke"
+    full = build_job(exp, stage, {"data.real_count": 400}, 0)
+    assert full.config.data.real_count == 400 and full.config.train.epochs == 210
+
+
+def test_set_on_a_swept_path_is_refused_in_one_line(tmp_path: Path) -> None:
+    exp = search_spaces.load_experiment("hyperparameters")
+    with pytest.raises(ConfigError) as error:
+        plan(exp, SweepOptions(results=str(tmp_path), overrides={"train.lr": 1e-3}))
+    message = str(error.value)
+    assert "--set train.lr" in message and "stage 'main'" in message and "axis Grid" in message
+    assert "\n" not in message
+    for path, what in (("train.seed", "seeds"), ("data.augment", "case")):
+        exp2 = experiment(cases=Cases({"a": {"data.augment": "blur"}, "b": {}}))
+        with pytest.raises(ConfigError, match=what):
+            plan(exp2, SweepOptions(results=str(tmp_path), overrides={path: "none"
+                                                                        if "aug" in path else 1}))
+    # A path no stage varies is applied to every trial, and the rows will say so.
+    planned = plan(exp, SweepOptions(results=str(tmp_path), overrides={"train.batch_size": 8}))
+    assert {job.config.train.batch_size for jobs in planned.values() for job in jobs} == {8}
+
+
+def test_cli_set_on_a_swept_path_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from orchestrator.cli import main
+
+    code = main(["sweep", "hyperparameters", "--smoke", "--results", str(tmp_path),
+                 "--set", "train.lr=0.001"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "--set train.lr" in err[0] and "hyperparameters varies train.lr" in err[0]
+
+
+def test_sampled_values_are_not_rescaled_and_ids_name_them() -> None:
+    exp = experiment(search="optuna", num_samples=2, axes={"train.lr": LogUniform(1e-4, 1e-2)})
+    exp = Experiment(name="exp", description="x", baseline=BASE, stages=(
+        Stage(search="optuna", num_samples=2,
+              axes={"train.lr": LogUniform(1e-4, 1e-2), "data.real_count": Grid(3, 5)}),))
+    job = build_job(exp, exp.stages[0], {"train.lr": 3e-4, "data.real_count": 5}, 1,
+                    SCALES["smoke"], sampled=True)
+    assert job.config.data.real_count == 5 and job.config.train.lr == 3e-4
+    assert job.variant_id == "lr=0.0003,real_count=5" and job.sampled
+
+
+def test_scales_are_validated_and_smoke_is_an_alias(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown scale 'tiny'; valid scales: full, smoke"):
+        get_scale("tiny")
+    exp = experiment(axes={"data.real_count": Grid(10, 20)})
+    a = plan(exp, SweepOptions(results=str(tmp_path), smoke=True))
+    b = plan(exp, SweepOptions(results=str(tmp_path), scale="smoke"))
+    assert [j.config for j in a["main"]] == [j.config for j in b["main"]]
+    with pytest.raises(ConfigError, match="unknown scale"):
+        plan(exp, SweepOptions(results=str(tmp_path), scale="huge"))
+
+
+def test_experiment_smoke_changes_may_not_touch_a_swept_path() -> None:
+    with pytest.raises(ConfigError, match="varied by stage"):
+        Experiment(name="bad", description="x", stages=(Stage(axes={"train.lr": Grid(1e-3)}),),
+                   smoke={"train.lr": 1e-2})
+
+
+def test_job_pickles_whole_and_its_digest_tracks_config_and_data(tmp_path: Path) -> None:
+    exp = experiment(axes={"data.real_count": Grid(10, 20)})
+    jobs = plan(exp, SweepOptions(results=str(tmp_path)))["main"]
+    catalog = {"datasets": {"lynx-train": {"coco": "a.json"}, "unused": {"coco": "b.json"}}}
+    job = jobs[0].__class__(**{**jobs[0].__dict__, "catalog": catalog})
+    again = pickle.loads(pickle.dumps(job))
+    assert again == job and again.digest == job.digest
+    assert jobs[0].digest != jobs[1].digest  # 10 vs 20 real images
+    other_data = job.__class__(**{**job.__dict__,
+                                  "catalog": {"datasets": {"lynx-train": {"coco": "c.json"}}}})
+    assert other_data.digest != job.digest
+    unused = job.__class__(**{**job.__dict__, "catalog": {
+        "datasets": {"lynx-train": {"coco": "a.json"}, "unused": {"coco": "z.json"}}}})
+    assert unused.digest == job.digest  # a dataset the trial does not read changes nothing
