@@ -217,6 +217,7 @@ def test_resume_skips_finished_trials(ray_cluster: Any, tmp_path: Path,
     assert len(again.read_trials(latest_only=False)) == 2
     done = sweep(experiment, relative, resume=True)
     assert any("already finished" in line for line in done.lines), done.lines  # type: ignore[attr-defined]
+    assert len(done.read_trials(latest_only=False)) == 2
     # Resume by identity: with another config the finished rows no longer match; both
     # trials are named as changed and run again.
     changed = sweep(experiment, relative, resume=True, overrides={"train.lr": 1e-3})
@@ -246,4 +247,3 @@ def test_failed_stage_fails_the_sweep_and_blocks_its_dependants(ray_cluster: Any
     assert outcome.exit_code == 3 and outcome.counts == {"failed": 1}
     assert outcome.not_started and outcome.not_started[0].startswith("fine:")
     assert outcome.failures[0].startswith("pre/baseline/seed=0: ")
-    assert len(done.read_trials(latest_only=False)) == 2
