@@ -36,7 +36,9 @@ def parse_set(values: Sequence[str]) -> dict[str, Any]:
 def cmd_list(args: argparse.Namespace) -> int:
     from search_spaces import describe_all
 
-    rows = describe_all()
+    rows = describe_all(args.path)
+    if not rows:
+        raise ValueError(f"no experiment files (*.py) in {args.path}")
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -45,6 +47,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         stages = ", ".join(f"{s['name']}:{s['trials']}" for s in r["stages"])
         print(f"{r['name']:<{width}}  {r['trials']:>3} trials  stages [{stages}]  "
               f"datasets {', '.join(r['datasets'])}")
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from orchestrator.starter import write_starter
+
+    print(write_starter(args.file, force=args.force))
     return 0
 
 
@@ -230,14 +239,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("sweep", help="run an experiment from search_spaces")
-    p.add_argument("experiment")
+    p = sub.add_parser("sweep", help="run a shipped experiment or one from your own file")
+    p.add_argument("experiment", help="a shipped name (posetune list), a file my_study.py "
+                   "(relative to the current directory), or MODULE_OR_FILE:ATTRIBUTE")
     add_sweep_arguments(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("list", help="the shipped experiments with their trial counts")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--path", help="list the experiment files (*.py) in this folder instead")
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("new", help="write a commented starter experiment file")
+    p.add_argument("file", help="the file to write, e.g. my_study.py")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=cmd_new)
 
     p = sub.add_parser("query", help="SQL over the Parquet results (tables trials, epochs)")
     p.add_argument("results")
