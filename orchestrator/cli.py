@@ -171,9 +171,14 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_data_convert(args: argparse.Namespace) -> int:
-    from pose_core.readers import czechlynx_to_coco
+    if args.format == "czechlynx":
+        from pose_core.readers import czechlynx_to_coco
 
-    report = czechlynx_to_coco(args.csv, args.out, split=args.split, image_root=args.images)
+        report = czechlynx_to_coco(args.csv, args.out, split=args.split, image_root=args.images)
+    else:
+        from orchestrator.labels import to_coco
+
+        report = to_coco(args.format, args.csv, args.out, frames_dir=args.frames)
     print(report.summary(), file=sys.stderr)
     print(args.out)
     return 0
@@ -230,6 +235,8 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from orchestrator.labels import LABEL_FORMATS  # light: sleap-io loads on first read
+
     parser = argparse.ArgumentParser(prog="posetune", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks and Ray logs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -301,12 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenes", type=int, default=4)
     p.add_argument("--style", choices=["synthetic", "camera-trap"], default="synthetic")
     p.set_defaults(func=cmd_data_synth)
-    p = data.add_parser("convert", help="convert a data set to COCO keypoint JSON")
-    p.add_argument("format", choices=["czechlynx"])
-    p.add_argument("csv")
-    p.add_argument("--out", required=True)
-    p.add_argument("--split", help="e.g. pose:train or geo_aware:test")
-    p.add_argument("--images", help="image root (default: the CSV's folder)")
+    p = data.add_parser("convert", help="convert labels (DeepLabCut, SLEAP, ...) to COCO JSON")
+    p.add_argument("format", choices=["czechlynx", *LABEL_FORMATS],
+                   help="the source's format (dlc: a DeepLabCut project folder, config.yaml "
+                   "or CollectedData csv/h5; slp, nwb, ...: read by sleap-io)")
+    p.add_argument("csv", metavar="SRC", help="the label source: a file or project folder")
+    p.add_argument("--out", required=True, help="the COCO keypoint JSON to write")
+    p.add_argument("--split", help="czechlynx only: e.g. pose:train or geo_aware:test")
+    p.add_argument("--images", help="czechlynx only: image root (default: the CSV's folder)")
+    p.add_argument("--frames", help="where frames of video-backed sources are written as "
+                   "PNG (default: OUT's folder/frames)")
     p.set_defaults(func=cmd_data_convert)
 
     p = sub.add_parser("predict", help="poses for a folder of images with a checkpoint")
