@@ -191,17 +191,40 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_table(args: argparse.Namespace) -> int:
-    from orchestrator.tables import render_table
+def named_or_generic(args: argparse.Namespace) -> tuple[str | None, str]:
+    """``NAME RESULTS`` (a study table or figure) or ``RESULTS`` (the generic form)."""
+    if len(args.target) == 2 and args.experiment is None:
+        return args.target[0], args.target[1]
+    if len(args.target) == 1:
+        return None, args.target[0]
+    raise ValueError(f"posetune {args.command}: give NAME RESULTS, or RESULTS [--experiment NAME]")
 
-    print(render_table(args.name, args.results, args.format))
+
+def cmd_table(args: argparse.Namespace) -> int:
+    name, results = named_or_generic(args)
+    if name is not None:
+        from orchestrator.tables import render_table
+
+        print(render_table(name, results, args.format))
+        return 0
+    from orchestrator.experiment_table import render_experiment_table
+
+    print(render_experiment_table(results, args.experiment, args.format))
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from orchestrator.tables import render_plot
+    name, results = named_or_generic(args)
+    if name is not None:
+        from orchestrator.tables import render_plot
 
-    print(render_plot(args.name, args.results, args.out))
+        print(render_plot(name, results, args.out))
+        return 0
+    from orchestrator.experiment_table import render_axis_plot
+
+    if not args.x:
+        raise ValueError("posetune plot RESULTS needs --x AXIS (e.g. --x train.lr)")
+    print(render_axis_plot(results, args.x, args.out, args.metric, args.experiment))
     return 0
 
 
@@ -268,16 +291,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_query)
 
-    p = sub.add_parser("table", help="render a table of the study from results")
-    p.add_argument("name")
-    p.add_argument("results")
-    p.add_argument("--format", choices=["markdown", "csv"], default="markdown")
+    p = sub.add_parser("table", help="render a table from results: a study table "
+                       "(NAME RESULTS) or any experiment's (RESULTS --experiment NAME)")
+    p.add_argument("target", nargs="+", metavar="[NAME] RESULTS",
+                   help="a study table's name and the results, or only the results")
+    p.add_argument("--experiment", help="the experiment whose generic table to render "
+                   "(default: the only one in RESULTS)")
+    p.add_argument("--format", choices=["markdown", "csv"], default="markdown",
+                   help="output format")
     p.set_defaults(func=cmd_table)
 
-    p = sub.add_parser("plot", help="draw a figure of the study from results")
-    p.add_argument("name")
-    p.add_argument("results")
-    p.add_argument("--out", required=True)
+    p = sub.add_parser("plot", help="draw a figure from results: a study figure "
+                       "(NAME RESULTS) or a metric against an axis (RESULTS --x AXIS)")
+    p.add_argument("target", nargs="+", metavar="[NAME] RESULTS",
+                   help="a study figure's name and the results, or only the results")
+    p.add_argument("--experiment", help="the experiment to plot (default: the only one)")
+    p.add_argument("--x", help="numeric axis: a config path (train.lr) or a results column")
+    p.add_argument("--metric", default="AP", help="the metric on the y axis (default AP)")
+    p.add_argument("--out", required=True, help="the PNG to write")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("eval", help="score COCO-format predictions against ground truth")
