@@ -17,7 +17,8 @@ A catalog is a TOML file::
     generate = { style = "synthetic", images = 10000, seed = 404, scenes = 4 }
 
     [datasets.mouse]                               # labels in the field's formats
-    labels = "/data/openfield-Pranav-2018-10-30"   # DeepLabCut project, .slp, .nwb, ...
+    labels = "openfield-Pranav-2018-10-30"         # DeepLabCut project, .slp, .nwb, ...
+                                                   # (relative to the catalog's folder)
     format = "dlc"                                 # optional: inferred from the path
     split = "train"                                # first 80% of frames; "test": last 20%
     sigmas = { snout = 0.026, leftear = 0.035, rightear = 0.035, tailbase = 0.079 }
@@ -146,6 +147,9 @@ class Catalog:
             unknown = set(values) - {f.name for f in dataclasses.fields(DatasetEntry)} - {"name"}
             if unknown:
                 raise CatalogError(f"catalog {path}: [datasets.{name}] unknown keys {sorted(unknown)}")
+            if isinstance(values.get("labels"), str) and "://" not in values["labels"]:
+                # Trials run in other working directories: anchor at the catalog's folder.
+                values["labels"] = str(path.parent.resolve() / Path(values["labels"]).expanduser())
             datasets[name] = DatasetEntry(name, **values)
         weights = {k: str(v) for k, v in raw.get("weights", {}).items()}
         data_dir = str(Path(raw.get("data_dir", base.data_dir)).expanduser())

@@ -53,7 +53,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_new(args: argparse.Namespace) -> int:
     from orchestrator.starter import write_starter
 
-    print(write_starter(args.file, force=args.force))
+    print(write_starter(args.file, force=args.force, data=args.data))
     return 0
 
 
@@ -283,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("new", help="write a commented starter experiment file")
     p.add_argument("file", help="the file to write, e.g. my_study.py")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("--data", help="train on this catalog dataset and test on DATA-test "
+                   "(default: posetune's generated data)")
     p.set_defaults(func=cmd_new)
 
     p = sub.add_parser("query", help="SQL over the Parquet results (tables trials, epochs)")

@@ -12,35 +12,29 @@ from pathlib import Path
 
 STARTER = '''"""{name}: does a smaller learning rate help? (posetune starter experiment)
 
-Written by `posetune new`. It runs as written on data posetune generates itself:
-    posetune sweep {file} --smoke        # minutes on a laptop CPU
+Written by `posetune new`. {how}
+    posetune sweep {file} {sweep_args}     # --smoke: minutes on a laptop CPU
     posetune table runs/{name} --experiment {name}
+    posetune plot runs/{name} --x train.lr --out runs/{name}/lr.png
 
-Your own species: describe your labels in a catalog file (TOML), for example
+{catalog_intro}
 
-    # my_catalog.toml
-    [datasets.my-species]
-    labels = "/data/openfield-Pranav-2018-10-30"   # DeepLabCut project, .slp, COCO JSON, ...
-    split = "train"                                # the first 80% of labelled frames
+    # my_catalog.toml (relative paths are relative to this file)
+    [datasets.{data}]
+    labels = "openfield-Pranav-2018-10-30"    # DeepLabCut project, .slp, COCO JSON, ...
+    split = "train"                            # the first 80% of labelled frames
     sigmas = {{ snout = 0.026, leftear = 0.035, rightear = 0.035, tailbase = 0.079 }}
 
-    [datasets.my-species-test]
-    labels = "/data/openfield-Pranav-2018-10-30"
-    split = "test"                                 # the last 20%
-
-then uncomment the "Your own species" lines below and run
-    posetune sweep {file} --catalog my_catalog.toml
-"""
+    [datasets.{data}-test]
+    labels = "openfield-Pranav-2018-10-30"
+    split = "test"                             # the last 20%
+{catalog_outro}"""
 
 from orchestrator.experiment import Experiment, Grid, Stage
 from pose_core.config import TrialConfig, with_values
 
 BASELINE = with_values(TrialConfig(), {{
-    # Your own species (the names are catalog entries):
-    # "data.base": "my-species",
-    # "data.test": "my-species-test",
-    # "eval.sigmas": "default",      # the catalog's sigmas; uniform 0.1 when it names none
-    "data.base_count": 120,
+{data_lines}
     "data.max_test": 60,
     "data.input_size": 128,
     "data.loader_workers": 0,
@@ -63,14 +57,46 @@ EXPERIMENT = Experiment(
 '''
 
 
-def starter_text(path: str | Path) -> str:
-    """The starter file's text; the experiment is named after the file's stem."""
+OWN_DATA = (
+    '"data.base": "{data}",',
+    '"data.test": "{data}-test",',
+    '"eval.sigmas": "default",      # the catalog\'s sigmas; uniform 0.1 when it names none',
+)
+GENERATED_DATA = '"data.base_count": 120,'
+
+
+def starter_text(path: str | Path, data: str | None = None) -> str:
+    """The starter file's text; the experiment is named after the file's stem. With ``data``,
+    it trains on catalog entry ``data`` and tests on ``data-test``; without, on generated
+    data, the own-species lines commented out."""
     stem = Path(path).stem
     name = re.sub(r"[^A-Za-z0-9_-]+", "_", stem) or "my_study"
-    return STARTER.format(name=name, file=Path(path).name)
+    own = [line.format(data=data or "my-species") for line in OWN_DATA]
+    if data:
+        lines = [f"    # Your own species: catalog entries {data} and {data}-test",
+                 *(f"    {line}" for line in own)]
+        texts = {
+            "how": f"It trains on catalog entry {data} and tests on {data}-test:",
+            "sweep_args": "--catalog my_catalog.toml --smoke",
+            "catalog_intro": "The catalog names your labels, for example:",
+            "catalog_outro": "",
+        }
+    else:
+        lines = ["    # Your own species (the names are catalog entries):",
+                 *(f"    # {line}" for line in own), f"    {GENERATED_DATA}"]
+        texts = {
+            "how": "It runs as written on data posetune generates itself:",
+            "sweep_args": "--smoke",
+            "catalog_intro": "Your own species: describe your labels in a catalog file, e.g.",
+            "catalog_outro": '\nthen uncomment the "Your own species" lines below (or write '
+                             "this file with\n`posetune new FILE --data NAME`) and add "
+                             "--catalog my_catalog.toml to the sweep.\n",
+        }
+    return STARTER.format(name=name, file=Path(path).name, data=data or "my-species",
+                          data_lines="\n".join(lines), **texts)
 
 
-def write_starter(path: str | Path, force: bool = False) -> str:
+def write_starter(path: str | Path, force: bool = False, data: str | None = None) -> str:
     """Write the starter to ``path`` (refusing to overwrite unless ``force``); returns the path."""
     target = Path(path)
     if target.suffix != ".py":
@@ -78,5 +104,5 @@ def write_starter(path: str | Path, force: bool = False) -> str:
     if target.exists() and not force:
         raise FileExistsError(f"{path} exists; pass --force to overwrite it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(starter_text(target))
+    target.write_text(starter_text(target, data))
     return str(target)
