@@ -132,7 +132,7 @@ def read_labels(
         from pose_core.readers import read_coco
 
         instances, skeleton, report = read_coco(path, source=name)
-        return _split(instances, split), skeleton, report
+        return _split(instances, split, report), skeleton, report
     report = ReadReport(file=str(path))
     if fmt == "dlc":
         from orchestrator.labels_dlc import read_dlc
@@ -142,8 +142,7 @@ def read_labels(
         layout, frames = _read_sleap(Path(path), fmt, report, frames_dir)
     frames = sorted(frames, key=lambda f: f.image_path)
     instances = list(_instances(frames, layout, name, report))
-    report.kept = len(instances)
-    return _split(instances, split), skeleton_of(layout), report
+    return _split(instances, split, report), skeleton_of(layout), report
 
 
 def skeleton_of(layout: Layout) -> Skeleton:
@@ -165,13 +164,18 @@ def _source_name(path: Path) -> str:
     return path.stem if path.is_file() else path.name
 
 
-def _split(instances: list[Instance], split: str | None) -> list[Instance]:
-    if split is None:
-        return instances
-    images = list(dict.fromkeys(i.image_id for i in instances))
-    cut = len(images) - max(1, round(TEST_FRACTION * len(images))) if len(images) > 1 else 1
-    keep = set(images[:cut] if split == "train" else images[cut:])
-    return [i for i in instances if i.image_id in keep]
+def _split(instances: list[Instance], split: str | None, report: ReadReport) -> list[Instance]:
+    """The ``split`` part of ``instances`` (all when None); the report counts what was kept."""
+    kept = instances
+    if split is not None:
+        images = list(dict.fromkeys(i.image_id for i in instances))
+        cut = len(images) - max(1, round(TEST_FRACTION * len(images))) if len(images) > 1 else 1
+        chosen = set(images[:cut] if split == "train" else images[cut:])
+        kept = [i for i in instances if i.image_id in chosen]
+        if len(kept) < len(instances):
+            report.skip(f"not in split {split!r}", len(instances) - len(kept))
+    report.kept = len(kept)
+    return kept
 
 
 def _instances(

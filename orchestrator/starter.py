@@ -35,7 +35,6 @@ from pose_core.config import TrialConfig, with_values
 
 BASELINE = with_values(TrialConfig(), {{
 {data_lines}
-    "data.max_test": 60,
     "data.input_size": 128,
     "data.loader_workers": 0,
     "model.backbone": "hrnet_w18_small",   # any timm backbone name
@@ -52,7 +51,7 @@ EXPERIMENT = Experiment(
     description=__doc__ or "",
     baseline=BASELINE,
     # One axis: every value is one trial (add axes for a grid; --seeds N repeats each).
-    stages=(Stage(axes={{"train.lr": Grid(2e-3, 5e-4)}}),),
+    stages=(Stage(axes={{"train.lr": Grid(2e-3, 5e-4)}}),),{smoke}
 )
 '''
 
@@ -62,7 +61,9 @@ OWN_DATA = (
     '"data.test": "{data}-test",',
     '"eval.sigmas": "default",      # the catalog\'s sigmas; uniform 0.1 when it names none',
 )
-GENERATED_DATA = '"data.base_count": 120,'
+GENERATED_DATA = ('"data.base_count": 120,', '"data.max_test": 60,')
+# --smoke caps the test set at 24 images; a labelled test set is often smaller: score it whole.
+OWN_SMOKE = '\n    smoke={"data.max_test": None},  # --smoke: still the whole (small) test set'
 
 
 def starter_text(path: str | Path, data: str | None = None) -> str:
@@ -83,7 +84,7 @@ def starter_text(path: str | Path, data: str | None = None) -> str:
         }
     else:
         lines = ["    # Your own species (the names are catalog entries):",
-                 *(f"    # {line}" for line in own), f"    {GENERATED_DATA}"]
+                 *(f"    # {line}" for line in own), *(f"    {g}" for g in GENERATED_DATA)]
         texts = {
             "how": "It runs as written on data posetune generates itself:",
             "sweep_args": "--smoke",
@@ -93,7 +94,7 @@ def starter_text(path: str | Path, data: str | None = None) -> str:
                              "--catalog my_catalog.toml to the sweep.\n",
         }
     return STARTER.format(name=name, file=Path(path).name, data=data or "my-species",
-                          data_lines="\n".join(lines), **texts)
+                          data_lines="\n".join(lines), smoke=OWN_SMOKE if data else "", **texts)
 
 
 def write_starter(path: str | Path, force: bool = False, data: str | None = None) -> str:

@@ -148,9 +148,10 @@ def test_convert_cli_writes_coco_that_reads_back(shared_data: Path, tmp_path: Pa
 
 def test_split_is_contiguous_and_disjoint(shared_data: Path, tmp_path: Path) -> None:
     root = dlc_project(shared_data, tmp_path / "openfield", frames=10)
-    train, _, _ = read_labels(root, split="train")
+    train, _, train_report = read_labels(root, split="train")
     test, _, _ = read_labels(root, split="test")
     assert len(train) == 8 and len(test) == 2
+    assert train_report.kept == 8 and train_report.skipped == {"not in split 'train'": 2}
     assert max(i.image_path for i in train) < min(i.image_path for i in test)
 
 
