@@ -208,3 +208,37 @@ def test_catalog_labels_entry_with_split_and_named_sigmas(shared_data: Path,
     catalog.write_text(f'[datasets.mouse]\ncoco = "{root}"\nformat = "dlc"\n')
     with pytest.raises(CatalogError, match="format is for labels"):
         Catalog.from_file(catalog)
+
+
+def test_video_backed_slp_frames_are_written_once(shared_data: Path, tmp_path: Path) -> None:
+    import cv2
+    import sleap_io as sio
+
+    want = expected(shared_data, 3)
+    movie = tmp_path / "mouse.mp4"
+    writer = cv2.VideoWriter(str(movie), cv2.VideoWriter_fourcc(*"mp4v"), 10, (640, 480))
+    for w in want:
+        writer.write(cv2.imread(w.image_path))
+    writer.release()
+    skeleton = sio.Skeleton(list(NAMES))
+    video = sio.Video.from_filename(str(movie))
+    frames = [sio.LabeledFrame(video=video, frame_idx=i, instances=[
+        sio.Instance.from_numpy(w.keypoints[:, :2].astype(float), skeleton=skeleton)])
+        for i, w in enumerate(want)]
+    sio.save_file(sio.Labels(frames), str(tmp_path / "movie.slp"))
+    with pytest.raises(DataError, match="must be extracted to images"):
+        read_labels(tmp_path / "movie.slp")
+    instances, _, _ = read_labels(tmp_path / "movie.slp", frames_dir=tmp_path / "frames")
+    assert [(i.width, i.height) for i in instances] == [(640, 480)] * 3
+    assert all(Path(i.image_path).is_file() and i.image_path.startswith(str(tmp_path / "frames"))
+               for i in instances)
+    np.testing.assert_allclose(instances[2].keypoints, want[2].keypoints, atol=1e-3)
+
+
+def test_multi_animal_h5_reads_like_its_csv(shared_data: Path, tmp_path: Path) -> None:
+    animals = ("mouse1", "mouse2")
+    from_csv, _, _ = read_labels(dlc_project(shared_data, tmp_path / "c", 3, individuals=animals))
+    from_h5, _, _ = read_labels(dlc_project(shared_data, tmp_path / "h", 3, h5=True,
+                                            individuals=animals))
+    assert [i.identity for i in from_h5] == ["mouse1", "mouse2"] * 3
+    assert_same(from_h5, from_csv)
