@@ -32,7 +32,6 @@ Rules, the same for every format:
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Iterator
@@ -344,8 +343,3 @@ def to_coco(
     instances, skeleton, report = read_labels(src, fmt, frames_dir=frames)
     write_coco(instances, skeleton, out, image_root=Path(os.path.abspath(out)).parent)
     return report
-
-
-def read_text_rows(path: Path) -> list[list[str]]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        return list(csv.reader(handle))

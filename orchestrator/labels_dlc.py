@@ -9,6 +9,7 @@ DataFrame. Rules shared with the other formats are in :mod:`orchestrator.labels`
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.labels import Animal, Frame, Layout, check_pairs, number, read_text_rows
+from orchestrator.labels import Animal, Frame, Layout, check_pairs, number
 from pose_core.records import DataError, ReadReport
 
 UNIQUE = "single"  # DeepLabCut's individual name for unique (non-animal) body parts
@@ -94,7 +95,8 @@ def _read_table(file: Path) -> Table:
 
 
 def _read_csv(file: Path) -> Table:
-    rows = read_text_rows(file)
+    with open(file, newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.reader(handle))
     if len(rows) < 3 or not rows[0] or rows[0][0] != "scorer":
         raise DataError(str(file), "line 1", "scorer", "not a DeepLabCut header",
                         "rows scorer, [individuals,] bodyparts, coords")
