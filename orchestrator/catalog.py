@@ -16,6 +16,13 @@ A catalog is a TOML file::
     [datasets.lynx-synthetic]
     generate = { style = "synthetic", images = 10000, seed = 404, scenes = 4 }
 
+    [datasets.mouse]                               # labels in the field's formats
+    labels = "openfield-Pranav-2018-10-30"         # DeepLabCut project, .slp, .nwb, ...
+                                                   # (relative to the catalog's folder)
+    format = "dlc"                                 # optional: inferred from the path
+    split = "train"                                # first 80% of frames; "test": last 20%
+    sigmas = { snout = 0.026, leftear = 0.035, rightear = 0.035, tailbase = 0.079 }
+
     [weights]                                      # ImageNet weights for model.init = "imagenet"
     hrnet_w32 = "/weights/hrnet_w32.pth"
 
@@ -42,7 +49,7 @@ from typing import Any
 
 from pose_core.readers import read_coco, read_czechlynx
 from pose_core.records import Instance, ReadReport
-from pose_core.skeletons import ANIMALPOSE, Skeleton
+from pose_core.skeletons import ANIMALPOSE, Skeleton, with_named_sigmas
 from pose_core.synth import SynthConfig, generate
 
 
@@ -58,18 +65,26 @@ class DatasetEntry:
     images: str | None = None
     split: str | None = None
     generate: dict[str, Any] | None = None
+    labels: str | None = None  # any format orchestrator.labels reads
+    format: str | None = None  # of labels; inferred from the path when absent
+    sigmas: dict[str, float] | None = None  # OKS sigma by keypoint name (eval.sigmas="default")
 
     def __post_init__(self) -> None:
-        kinds = [k for k in ("coco", "czechlynx", "generate") if getattr(self, k)]
+        kinds = [k for k in KINDS if getattr(self, k)]
         if len(kinds) != 1:
             raise CatalogError(
-                f"catalog entry [datasets.{self.name}] needs exactly one of coco, czechlynx "
-                f"or generate (has {kinds or 'none'})"
+                f"catalog entry [datasets.{self.name}] needs exactly one of "
+                f"{', '.join(KINDS)} (has {kinds or 'none'})"
             )
+        if self.format is not None and not self.labels:
+            raise CatalogError(f"catalog entry [datasets.{self.name}]: format is for labels")
 
     @property
     def kind(self) -> str:
-        return "coco" if self.coco else "czechlynx" if self.czechlynx else "generate"
+        return next(k for k in KINDS if getattr(self, k))
+
+
+KINDS = ("coco", "czechlynx", "generate", "labels")
 
 
 DEFAULT_SIZES = {"animalpose": 400, "lynx-train": 1000, "lynx-test": 300, "lynx-synthetic": 10000}
@@ -129,9 +144,12 @@ class Catalog:
         base = cls.default(smoke, needs=needs)
         datasets = dict(base.datasets)
         for name, values in raw.get("datasets", {}).items():
-            unknown = set(values) - {"coco", "czechlynx", "images", "split", "generate"}
+            unknown = set(values) - {f.name for f in dataclasses.fields(DatasetEntry)} - {"name"}
             if unknown:
                 raise CatalogError(f"catalog {path}: [datasets.{name}] unknown keys {sorted(unknown)}")
+            if isinstance(values.get("labels"), str) and "://" not in values["labels"]:
+                # Trials run in other working directories: anchor at the catalog's folder.
+                values["labels"] = str(path.parent.resolve() / Path(values["labels"]).expanduser())
             datasets[name] = DatasetEntry(name, **values)
         weights = {k: str(v) for k, v in raw.get("weights", {}).items()}
         data_dir = str(Path(raw.get("data_dir", base.data_dir)).expanduser())
@@ -155,7 +173,7 @@ class Catalog:
         if name not in self.datasets:
             raise CatalogError(
                 f"dataset {name!r} is not in the catalog ({self.source}); add a "
-                f"[datasets.{name}] entry with coco/czechlynx/generate and images, "
+                f"[datasets.{name}] entry with coco/czechlynx/labels/generate, "
                 f"known names: {sorted(self.datasets)}"
             )
         return self.datasets[name]
@@ -174,11 +192,26 @@ class Catalog:
     ) -> tuple[list[Instance], Skeleton, ReadReport]:
         """Instances of dataset ``name`` (materialising generated or remote data first)."""
         entry = self.entry(name)
+        instances, skeleton, report = self._read(entry, progress)
+        if entry.sigmas:
+            skeleton = with_named_sigmas(skeleton, entry.sigmas, f"[datasets.{name}] sigmas")
+        return instances, skeleton, report
+
+    def _read(
+        self, entry: DatasetEntry, progress: Callable[[str], None] | None
+    ) -> tuple[list[Instance], Skeleton, ReadReport]:
+        name = entry.name
         if entry.kind == "generate":
             path = self.materialise(entry, progress)
             return read_coco(path, source=name)
         from orchestrator.storage import local_cache
 
+        if entry.kind == "labels":
+            from orchestrator.labels import read_labels
+
+            frames = Path(self.data_dir) / "frames"  # video-backed sources, extracted once
+            return read_labels(local_cache(entry.labels or ""), entry.format, source=name,
+                               split=entry.split, frames_dir=frames)
         images = local_cache(entry.images) if entry.images else None
         if entry.kind == "coco":
             return read_coco(local_cache(entry.coco or ""), image_root=images, source=name)

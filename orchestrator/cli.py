@@ -37,7 +37,9 @@ def parse_set(values: Sequence[str]) -> dict[str, Any]:
 def cmd_list(args: argparse.Namespace) -> int:
     from search_spaces import describe_all
 
-    rows = describe_all()
+    rows = describe_all(args.path)
+    if not rows:
+        raise ValueError(f"no experiment files (*.py) in {args.path}")
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -46,6 +48,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         stages = ", ".join(f"{s['name']}:{s['trials']}" for s in r["stages"])
         print(f"{r['name']:<{width}}  {r['trials']:>3} trials  stages [{stages}]  "
               f"datasets {', '.join(r['datasets'])}")
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from orchestrator.starter import write_starter
+
+    print(write_starter(args.file, force=args.force, data=args.data))
     return 0
 
 
@@ -193,9 +202,14 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_data_convert(args: argparse.Namespace) -> int:
-    from pose_core.readers import czechlynx_to_coco
+    if args.format == "czechlynx":
+        from pose_core.readers import czechlynx_to_coco
 
-    report = czechlynx_to_coco(args.csv, args.out, split=args.split, image_root=args.images)
+        report = czechlynx_to_coco(args.csv, args.out, split=args.split, image_root=args.images)
+    else:
+        from orchestrator.labels import to_coco
+
+        report = to_coco(args.format, args.csv, args.out, frames_dir=args.frames)
     print(report.summary(), file=sys.stderr)
     print(args.out)
     return 0
@@ -208,17 +222,40 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_table(args: argparse.Namespace) -> int:
-    from orchestrator.tables import render_table
+def named_or_generic(args: argparse.Namespace) -> tuple[str | None, str]:
+    """``NAME RESULTS`` (a study table or figure) or ``RESULTS`` (the generic form)."""
+    if len(args.target) == 2 and args.experiment is None:
+        return args.target[0], args.target[1]
+    if len(args.target) == 1:
+        return None, args.target[0]
+    raise ValueError(f"posetune {args.command}: give NAME RESULTS, or RESULTS [--experiment NAME]")
 
-    print(render_table(args.name, args.results, args.format))
+
+def cmd_table(args: argparse.Namespace) -> int:
+    name, results = named_or_generic(args)
+    if name is not None:
+        from orchestrator.tables import render_table
+
+        print(render_table(name, results, args.format))
+        return 0
+    from orchestrator.experiment_table import render_experiment_table
+
+    print(render_experiment_table(results, args.experiment, args.format))
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from orchestrator.tables import render_plot
+    name, results = named_or_generic(args)
+    if name is not None:
+        from orchestrator.tables import render_plot
 
-    print(render_plot(args.name, args.results, args.out))
+        print(render_plot(name, results, args.out))
+        return 0
+    from orchestrator.experiment_table import render_axis_plot
+
+    if not args.x:
+        raise ValueError("posetune plot RESULTS needs --x AXIS (e.g. --x train.lr)")
+    print(render_axis_plot(results, args.x, args.out, args.metric, args.experiment))
     return 0
 
 
@@ -254,6 +291,8 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from orchestrator.labels import LABEL_FORMATS  # light: sleap-io loads on first read
+
     parser = argparse.ArgumentParser(prog="posetune", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks and Ray logs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -263,14 +302,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("sweep", help="run an experiment from search_spaces")
-    p.add_argument("experiment")
+    p = sub.add_parser("sweep", help="run a shipped experiment or one from your own file")
+    p.add_argument("experiment", help="a shipped name (posetune list), a file my_study.py "
+                   "(relative to the current directory), or MODULE_OR_FILE:ATTRIBUTE")
     add_sweep_arguments(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("list", help="the shipped experiments with their trial counts")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--path", help="list the experiment files (*.py) in this folder instead")
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("new", help="write a commented starter experiment file")
+    p.add_argument("file", help="the file to write, e.g. my_study.py")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("--data", help="train on this catalog dataset and test on DATA-test "
+                   "(default: posetune's generated data)")
+    p.set_defaults(func=cmd_new)
 
     p = sub.add_parser("query", help="SQL over the Parquet results (tables trials, epochs)")
     p.add_argument("results")
@@ -278,16 +326,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_query)
 
-    p = sub.add_parser("table", help="render a table of the study from results")
-    p.add_argument("name")
-    p.add_argument("results")
-    p.add_argument("--format", choices=["markdown", "csv"], default="markdown")
+    p = sub.add_parser("table", help="render a table from results: a study table "
+                       "(NAME RESULTS) or any experiment's (RESULTS --experiment NAME)")
+    p.add_argument("target", nargs="+", metavar="[NAME] RESULTS",
+                   help="a study table's name and the results, or only the results")
+    p.add_argument("--experiment", help="the experiment whose generic table to render "
+                   "(default: the only one in RESULTS)")
+    p.add_argument("--format", choices=["markdown", "csv"], default="markdown",
+                   help="output format")
     p.set_defaults(func=cmd_table)
 
-    p = sub.add_parser("plot", help="draw a figure of the study from results")
-    p.add_argument("name")
-    p.add_argument("results")
-    p.add_argument("--out", required=True)
+    p = sub.add_parser("plot", help="draw a figure from results: a study figure "
+                       "(NAME RESULTS) or a metric against an axis (RESULTS --x AXIS)")
+    p.add_argument("target", nargs="+", metavar="[NAME] RESULTS",
+                   help="a study figure's name and the results, or only the results")
+    p.add_argument("--experiment", help="the experiment to plot (default: the only one)")
+    p.add_argument("--x", help="numeric axis: a config path (train.lr) or a results column")
+    p.add_argument("--metric", default="AP", help="the metric on the y axis (default AP)")
+    p.add_argument("--out", required=True, help="the PNG to write")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("eval", help="score COCO-format predictions against ground truth")
@@ -318,12 +374,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenes", type=int, default=4)
     p.add_argument("--style", choices=["synthetic", "camera-trap"], default="synthetic")
     p.set_defaults(func=cmd_data_synth)
-    p = data.add_parser("convert", help="convert a data set to COCO keypoint JSON")
-    p.add_argument("format", choices=["czechlynx"])
-    p.add_argument("csv")
-    p.add_argument("--out", required=True)
-    p.add_argument("--split", help="e.g. pose:train or geo_aware:test")
-    p.add_argument("--images", help="image root (default: the CSV's folder)")
+    p = data.add_parser("convert", help="convert labels (DeepLabCut, SLEAP, ...) to COCO JSON")
+    p.add_argument("format", choices=["czechlynx", *LABEL_FORMATS],
+                   help="the source's format (dlc: a DeepLabCut project folder, config.yaml "
+                   "or CollectedData csv/h5; slp, nwb, ...: read by sleap-io)")
+    p.add_argument("csv", metavar="SRC", help="the label source: a file or project folder")
+    p.add_argument("--out", required=True, help="the COCO keypoint JSON to write")
+    p.add_argument("--split", help="czechlynx only: e.g. pose:train or geo_aware:test")
+    p.add_argument("--images", help="czechlynx only: image root (default: the CSV's folder)")
+    p.add_argument("--frames", help="where frames of video-backed sources are written as "
+                   "PNG (default: OUT's folder/frames)")
     p.set_defaults(func=cmd_data_convert)
 
     p = sub.add_parser("predict", help="poses for a folder of images with a checkpoint")

@@ -27,8 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from orchestrator.experiment import Experiment
 from orchestrator.results import ResultsStore
+from pose_core.skeletons import UNIFORM_SIGMA, sigma_digest
 
 Row = dict[str, Any]
 Sources = dict[str, Row]  # checkpoint URI -> the row of the trial that wrote it
@@ -253,10 +256,11 @@ def _cells(group: list[Row], layout: Layout) -> list[Any]:
 
 
 def _markdown(
-    title: str, headers: list[str], lines: list[list[Any]], footer: list[str], labels: int
+    title: str, headers: list[str], lines: list[list[Any]], footer: list[str], labels: int,
+    metrics: int = len(METRICS),
 ) -> str:
-    extras = len(headers) - labels - 1 - len(METRICS)
-    metric_at = range(len(headers) - len(METRICS), len(headers))
+    extras = len(headers) - labels - 1 - metrics
+    metric_at = range(len(headers) - metrics, len(headers))
     means = {i: {s[0] for s in (line[i] for line in lines) if s} for i in metric_at}
     best = {i: max(m) for i, m in means.items() if len(m) > 1}  # bold nothing when all tie
 
@@ -278,11 +282,13 @@ def _markdown(
     return "\n".join([f"**{title}**", "", *table, "", *footer]) + "\n"
 
 
-def _csv(headers: list[str], lines: list[list[Any]], footer: list[str]) -> str:
+def _csv(
+    headers: list[str], lines: list[list[Any]], footer: list[str], metrics: int = len(METRICS)
+) -> str:
     """One CSV row per table row: mean and ``_ci95`` half-width per metric; footer as ``#``."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    first_metric = len(headers) - len(METRICS)
+    first_metric = len(headers) - metrics
     names = [*headers[:first_metric], *(f"{h}{s}" for h in headers[first_metric:]
                                         for s in ("", "_ci95"))]
     writer.writerow(names)
@@ -323,6 +329,9 @@ def _footer(rows: list[Row], body: list[Row], stages: list[str], sources: Source
                      f"{r['_config'].get('eval', {}).get('pck_threshold', 0.05):g}")
         lines.append(f"Test set: {test}. OKS sigmas: {sigmas}. OKS area: "
                      f"{_agree(body, lambda r: r['area_rule'])}. PCK normalised by: {pck}.")
+        if any(uniform_sigmas(r) for r in body):
+            lines.append(f"OKS sigmas are uniform ({UNIFORM_SIGMA:g}): AP is not comparable "
+                         "with the study's.")
     status = Counter(r["status"] for r in rows if r["status"] != "ok")
     if status:
         lines.append("Not tabulated: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items()))
@@ -336,6 +345,16 @@ def _footer(rows: list[Row], body: list[Row], stages: list[str], sources: Source
             score = f"AP {ap[0]:.3f}" if ap else "AP n/a"
             lines.append(f"Stage {stage!r} ({where}): {score} over {len(group)} run(s).")
     return lines
+
+
+def uniform_sigmas(row: Row) -> bool:
+    """The row was scored with the uniform fallback sigmas (a skeleton nobody gave sigmas)."""
+    if row["sigma_set"] == f"uniform:{UNIFORM_SIGMA:g}":
+        return True
+    names = row.get("keypoint_names") or []
+    digest = str(row.get("sigma_digest") or "")
+    uniform = sigma_digest(np.full(len(names), UNIFORM_SIGMA)) if names else ""
+    return bool(digest and uniform) and uniform.startswith(digest[:len(uniform)])
 
 
 PLOT_NAMES = ("synthetic_amount", "pck_per_keypoint")

@@ -1,6 +1,8 @@
 """Top-down heatmap pose models: a timm backbone by name plus our head, and their initialisation.
 
-Backbones (always created with ``pretrained=False``; weights come only from local files):
+Backbones are created with ``pretrained=False``; ImageNet weights then come from a local file
+or, for ``model.weights = TIMM_PRETRAINED``, from timm's pretrained weights through the
+Hugging Face hub cache (``HF_HOME``; downloaded once per node, shared by its trials):
 
 - ``hrnet*``: ``features_only=True, feature_location='', out_indices=(1,)``, the stride-4
   high-resolution branch (32 ch for w32), then a 1x1 conv to K: MMPose's HRNet wiring. timm
@@ -193,13 +195,17 @@ def _deconvs_to_stride4(name: str, stride: int) -> int:
 
 # ------------------------------------------------------------------ initialisation
 
+# model.weights value meaning "timm's own pretrained weights for model.backbone" (hub cache).
+TIMM_PRETRAINED = "timm:pretrained"
+
 
 def init_weights(model: PoseModel, cfg: ModelConfig, skeleton_names: Sequence[str]) -> str:
     """Initialise ``model`` per ``cfg.init``; returns one log line saying what happened.
 
     ``random``: keep the construction init (timm's for the backbone, MMPose/KITPose's for the
     head). ``imagenet``: ``cfg.weights`` is a local state dict (.pth/.pt/.safetensors) of the
-    timm *classifier* ``cfg.backbone``; its keys are mapped onto the features_only backbone.
+    timm *classifier* ``cfg.backbone``, or :data:`TIMM_PRETRAINED` for timm's pretrained
+    weights of it (hub cache); its keys are mapped onto the features_only backbone.
     ``checkpoint``: ``cfg.weights`` is a posetune checkpoint (keys ``model``, ``skeleton``):
     the backbone always loads; the head loads when the keypoint names match, gets the shared
     keypoints' channels when the skeletons differ, and is re-initialised otherwise.
@@ -212,8 +218,12 @@ def init_weights(model: PoseModel, cfg: ModelConfig, skeleton_names: Sequence[st
             f"init random: {cfg.backbone} backbone with timm's default init, "
             f"{cfg.head} head with its reference init"
         )
+    if cfg.init == "imagenet" and cfg.weights == TIMM_PRETRAINED:
+        where = f"timm's pretrained {cfg.backbone} (hub cache)"
+        return _load_imagenet(model, pretrained_state_dict(cfg.backbone), where, cfg)
     if cfg.init == "imagenet":
-        return _load_imagenet(model, _weights_path(cfg), cfg)
+        path = _weights_path(cfg)
+        return _load_imagenet(model, read_state_dict(path), str(path), cfg)
     if cfg.init == "checkpoint":
         return _load_checkpoint(model, _weights_path(cfg), names)
     raise ValueError(f"unknown init {cfg.init!r}; valid: random, imagenet, checkpoint")
@@ -222,8 +232,9 @@ def init_weights(model: PoseModel, cfg: ModelConfig, skeleton_names: Sequence[st
 def _weights_path(cfg: ModelConfig) -> Path:
     if not cfg.weights:
         raise ValueError(
-            f"model.init={cfg.init!r} needs model.weights, the path of a local file "
-            "(weights are never downloaded); use model.init='random' to train from scratch"
+            f"model.init={cfg.init!r} needs model.weights, the path of a local file"
+            + (f" or {TIMM_PRETRAINED!r}" if cfg.init == "imagenet" else "")
+            + "; use model.init='random' to train from scratch"
         )
     path = Path(cfg.weights).expanduser()
     if not path.is_file():
@@ -268,8 +279,23 @@ def _backbone_key(key: str, target: dict[str, Tensor]) -> str | None:
     return joined if joined in target else None
 
 
-def _load_imagenet(model: PoseModel, path: Path, cfg: ModelConfig) -> str:
-    source = read_state_dict(path)
+def pretrained_state_dict(backbone: str) -> dict[str, Tensor]:
+    """The classifier weights timm's ``pretrained=True`` loads for ``backbone``: through the hub
+    cache, downloaded only when it lacks them (``HF_HUB_OFFLINE=1`` forbids that)."""
+    try:
+        classifier = timm.create_model(backbone, pretrained=True)
+    except Exception as error:  # hub, network and timm errors have many types
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(
+            f"timm's pretrained weights for {backbone!r} cannot be loaded ({first}); name a "
+            f"local file under [weights] in the catalog, or pre-fetch them on the node"
+        ) from None
+    return classifier.state_dict()
+
+
+def _load_imagenet(
+    model: PoseModel, source: dict[str, Tensor], path: str, cfg: ModelConfig
+) -> str:
     target = model.backbone.state_dict()
     loaded: dict[str, Tensor] = {}
     used = mismatched = 0

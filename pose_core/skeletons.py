@@ -6,6 +6,7 @@ Facts come from POSE_REFERENCE.md section 1 (MMPose dataset metas ``animalpose.p
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+UNIFORM_SIGMA = 0.1  # every keypoint of a skeleton no sigma set is known for
 
 
 class SigmaError(ValueError):
@@ -232,6 +235,26 @@ def resolve_sigmas(spec: str, skeleton: Skeleton) -> np.ndarray:
     )
 
 
+def with_named_sigmas(skeleton: Skeleton, sigmas: dict[str, float], where: str) -> Skeleton:
+    """``skeleton`` with its own sigmas (the ``default`` spec) set by keypoint name, e.g. from
+    a catalog's ``sigmas = {nose = 0.026, ...}``; every keypoint must be named, once."""
+    unknown = sorted(set(sigmas) - set(skeleton.keypoints))
+    missing = [n for n in skeleton.keypoints if n not in sigmas]
+    if unknown or missing:
+        raise SigmaError(f"{where}: keypoint names do not match skeleton {skeleton.name!r} "
+                         f"(unknown {unknown}, missing {missing}; valid: {list(skeleton.keypoints)})")
+    values = [sigmas[n] for n in skeleton.keypoints]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        raise SigmaError(f"{where}: every sigma must be a number, got {values}")
+    checked = _checked(where, np.asarray(values, dtype=np.float64), skeleton.num_keypoints)
+    return dataclasses.replace(skeleton, sigmas=tuple(float(v) for v in checked))
+
+
+def is_uniform_default(sigmas: np.ndarray) -> bool:
+    """The sigmas a skeleton gets when nothing better is known (uniform 0.1)."""
+    return bool(np.allclose(np.asarray(sigmas, dtype=np.float64), UNIFORM_SIGMA))
+
+
 def _sigmas_from_json(spec: str, path: Path, skeleton: Skeleton) -> np.ndarray:
     k = skeleton.num_keypoints
     try:
@@ -414,5 +437,5 @@ def skeleton_from_coco_category(category: dict[str, Any], file: str = "<memory>"
         links=tuple(links),
         upper_body=(),
         lower_body=(),
-        sigmas=(0.1,) * len(names),
+        sigmas=(UNIFORM_SIGMA,) * len(names),
     )

@@ -115,12 +115,12 @@ def test_checkpoints_never_unpickle_objects(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
-def test_pose_core_imports_without_ray_optuna_pyarrow_s3fs() -> None:
+def test_pose_core_imports_without_ray_optuna_pyarrow_s3fs_sleap_io() -> None:
     """STYLE convention 1: every pose_core module imports with those packages blocked."""
     modules = sorted(p.stem for p in (REPO / "pose_core").glob("*.py") if p.stem != "__init__")
     code = (
         "import sys\n"
-        "for name in ('ray', 'optuna', 'pyarrow', 's3fs'):\n"
+        "for name in ('ray', 'optuna', 'pyarrow', 's3fs', 'sleap_io'):\n"
         "    sys.modules[name] = None\n"
         f"for module in {modules!r}:\n"
         "    __import__('pose_core.' + module)\n"

@@ -1,0 +1,86 @@
+"""Experiment files anywhere: `posetune new`, a file path or MODULE:ATTRIBUTE, `list --path`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.experiment import expand_stage
+from search_spaces import load_experiment
+
+TWO = '''
+from orchestrator.experiment import Experiment, Grid, Stage
+A = Experiment(name="a", description="a", stages=(Stage(axes={"train.lr": Grid(1e-3, 2e-3)}),))
+B = Experiment(name="b", description="b", stages=(Stage(),))
+'''
+
+
+def test_new_writes_a_starter_that_loads_and_expands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["new", "my_study.py"]) == 0
+    text = (tmp_path / "my_study.py").read_text()
+    assert "[datasets.my-species]" in text and "labels =" in text  # the catalog snippet
+    experiment = load_experiment("my_study.py")  # relative: resolves against the cwd
+    assert experiment.name == "my_study"
+    specs = expand_stage(experiment, experiment.final_stage)
+    assert sorted(s.variant_id for s in specs) == ["lr=0.0005", "lr=0.002"]
+    assert main(["new", "my_study.py"]) == 2  # never overwrites silently
+    assert "--force" in capsys.readouterr().err
+
+
+def test_file_and_module_attribute_forms(tmp_path: Path) -> None:
+    (tmp_path / "two.py").write_text(TWO)
+    assert load_experiment(f"{tmp_path / 'two.py'}:B").name == "b"
+    assert load_experiment("search_spaces.quickstart:EXPERIMENT").name == "quickstart"
+    with pytest.raises(ValueError, match=r"several \(A, B\).*FILE:ATTRIBUTE"):
+        load_experiment(str(tmp_path / "two.py"))
+    (tmp_path / "none.py").write_text("X = 1\n")
+    with pytest.raises(ValueError, match="defines none module-level Experiment"):
+        load_experiment(str(tmp_path / "none.py"))
+    with pytest.raises(ValueError, match="X is not an Experiment"):
+        load_experiment(f"{tmp_path / 'none.py'}:X")
+    with pytest.raises(ValueError, match="not found .*current directory"):
+        load_experiment("missing_study.py")
+
+
+def test_list_path_and_sweep_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["new", str(tmp_path / "study_a.py")]) == 0
+    assert main(["new", str(tmp_path / "study_b.py")]) == 0
+    capsys.readouterr()
+    assert main(["list", "--path", str(tmp_path), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["name"], r["trials"]) for r in rows] == [("study_a", 2), ("study_b", 2)]
+    (tmp_path / "two.py").write_text(TWO)
+    code = main(["sweep", str(tmp_path / "two.py")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "several" in err
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_starter_smoke_sweep_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    from orchestrator.driver import run_sweep
+    from orchestrator.planning import SweepOptions
+
+    monkeypatch.setenv("POSETUNE_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["new", "my_study.py"]) == 0
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        store = run_sweep(load_experiment("my_study.py"),
+                          SweepOptions(results=str(tmp_path / "runs"), smoke=True))
+    finally:
+        ray.shutdown()
+    rows = store.read_trials().to_pylist()
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), rows
+    assert os.path.isdir(tmp_path / "data")
