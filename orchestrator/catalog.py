@@ -178,15 +178,6 @@ class Catalog:
             )
         return self.datasets[name]
 
-    def weights_for(self, backbone: str) -> str:
-        if backbone not in self.weights:
-            raise CatalogError(
-                f"model.init='imagenet' for {backbone!r} needs a local weights file: add "
-                f"'{backbone} = \"/path/to/{backbone}.pth\"' under [weights] in the catalog "
-                f"({self.source}), or set model.weights, or use --set model.init=random"
-            )
-        return self.weights[backbone]
-
     def load(
         self, name: str, progress: Callable[[str], None] | None = None
     ) -> tuple[list[Instance], Skeleton, ReadReport]:

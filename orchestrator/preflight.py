@@ -20,8 +20,11 @@ from pose_core.skeletons import resolve_sigmas
 Planned = dict[str, list[TrialJob]]
 
 
-def needed_sizes(planned: Planned) -> dict[str, int]:
-    """Images each dataset must provide: the largest count any trial draws from it."""
+def needed_sizes(planned: Planned, test_cap: bool = True) -> dict[str, int]:
+    """Images each dataset must provide: the largest count any trial draws from it.
+
+    ``data.max_test`` is a cap on the test set, not a need: it sizes generated test sets
+    (``test_cap``) but a smaller real test set is simply used whole."""
     needs: dict[str, int] = {}
 
     def need(name: str | None, count: int | None) -> None:
@@ -34,7 +37,8 @@ def needed_sizes(planned: Planned) -> dict[str, int]:
             need(data.base, data.base_count)
             need(data.real, data.real_count)
             need(data.synthetic, data.synthetic_count)
-            need(data.test, data.max_test)
+            if test_cap:
+                need(data.test, data.max_test)
     return needs
 
 
@@ -64,10 +68,13 @@ def preflight(
     planned = plan(experiment, options)
     catalog = make_catalog(options, planned)
     names: set[str] = set()
+    weights: dict[tuple[str, str | None, str], str] = {}
     for jobs in planned.values():
         for job in jobs:
             names |= datasets_read(job.config)
-            check_weights(job.config, catalog)
+            check_weights(job.config, catalog, weights)
+    for line in sorted(set(weights.values())):
+        say(f"initial weights: {line}")
     say(f"checking {len(names)} dataset(s): {', '.join(sorted(names))}")
     available, skeletons = {}, {}
     for name, (report, images, skeleton) in catalog.validate(names, say).items():
@@ -77,7 +84,7 @@ def preflight(
         for job in jobs:
             # A sigma set that does not fit the test skeleton fails here, not in a worker.
             resolve_sigmas(job.config.eval.sigmas, skeletons[job.config.data.test])
-    for name, count in needed_sizes(planned).items():
+    for name, count in needed_sizes(planned, test_cap=False).items():
         if count > available.get(name, count):
             raise ValueError(
                 f"a trial draws {count} images from dataset {name!r} but it has only "
@@ -87,14 +94,22 @@ def preflight(
     return planned, catalog
 
 
-def check_weights(config: TrialConfig, catalog: Catalog) -> None:
-    """Every initial-weights reference a trial will load exists now."""
-    model = config.model
-    if model.init == "imagenet" and model.weights is None:
-        catalog.weights_for(model.backbone)
-    weights = model.weights
-    if weights and not is_reference(weights) and "://" not in weights:
-        import os
+def check_weights(config: TrialConfig, catalog: Catalog,
+                  seen: dict[tuple[str, str | None, str], str] | None = None) -> None:
+    """Every initial-weights reference a trial will load resolves now: the catalog's or an
+    explicit file (a state dict that fits the backbone), an ``s3://`` object, or timm's hub
+    weights (cached, or online). Each distinct source is checked once (``seen``)."""
+    from orchestrator.weights import check_named_weights, check_weights_source
 
-        if not os.path.exists(weights):
-            raise FileNotFoundError(f"model.weights {weights!r} does not exist")
+    model = config.model
+    if model.init == "random" or is_reference(model.weights):
+        return
+    key = (model.backbone, model.weights, model.init)
+    if seen is not None and key in seen:
+        return
+    if model.weights is None:
+        line = check_weights_source(model.backbone, catalog)
+    else:
+        line = check_named_weights(model.weights, model.backbone, model.init)
+    if seen is not None:
+        seen[key] = line

@@ -57,6 +57,18 @@ def check_weights_source(
     )
 
 
+def check_named_weights(weights: str, backbone: str, init: str) -> str:
+    """Preflight of an explicit ``model.weights``: an ``s3://`` object exists; a local file
+    exists and, for ImageNet init, is a state dict that fits the backbone."""
+    if "://" in weights:
+        return _check_remote(weights)
+    if init == "imagenet":
+        return _check_file(weights, backbone)
+    if not os.path.exists(os.path.expanduser(weights)):
+        raise WeightsError(f"model.weights {weights!r}: no such file or folder")
+    return weights
+
+
 def local_weights(backbone: str, catalog_path: str | Catalog | None) -> str:
     """In the trial: a local file for ``model.weights`` (an ``s3://`` entry downloaded once
     per node), or :data:`TIMM_PRETRAINED` when the catalog names none."""

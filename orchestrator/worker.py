@@ -205,11 +205,19 @@ class TuneSession(_Steps):
 
 
 def resolve_weights(cfg: TrialConfig, catalog: Catalog) -> TrialConfig:
-    """Turn ``model.weights`` into a local file: catalog ImageNet weights, or a checkpoint URI."""
+    """Turn ``model.weights`` into something local: for ImageNet init the catalog's file, an
+    ``s3://`` file fetched once per node, or timm's hub weights (``TIMM_PRETRAINED``); for
+    checkpoint init the checkpoint file of a local or ``s3://`` checkpoint folder."""
+    from orchestrator.storage import local_cache
+    from orchestrator.weights import local_weights
+
     model = cfg.model
     weights = model.weights
-    if model.init == "imagenet" and weights is None:
-        weights = catalog.weights_for(model.backbone)
+    if model.init == "imagenet":
+        if weights is None:
+            weights = local_weights(model.backbone, catalog)
+        elif "://" in weights:
+            weights = local_cache(weights)
     if model.init == "checkpoint" and weights and not Path(weights).is_file():
         weights = fetch_checkpoint(weights)
     if weights != model.weights:

@@ -111,3 +111,30 @@ def test_job_pickles_whole_and_its_digest_tracks_config_and_data(tmp_path: Path)
     unused = job.__class__(**{**job.__dict__, "catalog": {
         "datasets": {"lynx-train": {"coco": "a.json"}, "unused": {"coco": "z.json"}}}})
     assert unused.digest == job.digest  # a dataset the trial does not read changes nothing
+
+
+def test_missing_weights_file_fails_the_preflight_in_one_line(tmp_path: Path) -> None:
+    from orchestrator.preflight import preflight
+    from orchestrator.weights import WeightsError
+
+    exp = Experiment(name="w", description="x", baseline=with_values(BASE, {
+        "model.init": "imagenet", "model.weights": str(tmp_path / "nope.pth")}),
+        stages=(Stage(),))
+    with pytest.raises(WeightsError) as error:
+        preflight(exp, SweepOptions(results=str(tmp_path / "r")), lambda line: None)
+    assert "nope.pth" in str(error.value) and "no such file" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_local_store_lock_refuses_a_second_sweep_with_one_line(tmp_path: Path) -> None:
+    from orchestrator.store_lock import StoreBusy, store_lock
+
+    with store_lock(str(tmp_path)):
+        with pytest.raises(StoreBusy) as busy:
+            with store_lock(str(tmp_path)):
+                pass
+    message = str(busy.value)
+    assert str(tmp_path) in message and f"pid {__import__('os').getpid()}" in message
+    assert pickle.loads(pickle.dumps(busy.value)).store == str(tmp_path)
+    with store_lock(str(tmp_path)):  # released
+        pass

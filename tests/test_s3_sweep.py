@@ -6,6 +6,7 @@ environment, as they would through an instance profile's variables on a cluster.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -39,16 +40,27 @@ def s3_ray(s3_server: Any) -> Any:
 
 
 def test_two_stage_sweep_on_s3(s3_ray: Any) -> None:
+    """Stage 1 starts from ImageNet-style weights that live on S3 (fetched like a
+    checkpoint), stage 2 from stage 1's checkpoint on S3."""
+    import io
+
+    import timm
+    import torch
+
     from orchestrator.driver import run_sweep
-    from orchestrator.storage import filesystem_for
+    from orchestrator.storage import filesystem_for, write_bytes_atomic
 
     results = s3_ray.uri("sweeps", "two_stage")
+    weights = s3_ray.uri("weights", "hrnet_w18_small.pth")
+    buffer = io.BytesIO()
+    torch.save(timm.create_model("hrnet_w18_small", pretrained=False).state_dict(), buffer)
+    write_bytes_atomic(weights, buffer.getvalue())
     experiment = Experiment(
         name="s3_test", description="test",
         baseline=with_values(TrialConfig(), {"model.backbone": "hrnet_w18_small",
                                              "model.init": "random"}),
         stages=(
-            Stage(name="pre"),
+            Stage(name="pre", changes={"model.init": "imagenet", "model.weights": weights}),
             Stage(name="fine", axes={"data.real_count": Grid(10)},
                   changes={"data.base": None, "model.init": "checkpoint",
                            "model.weights": "@best:pre"}, depends_on=("pre",)),
@@ -57,6 +69,8 @@ def test_two_stage_sweep_on_s3(s3_ray: Any) -> None:
     run_sweep(experiment, SweepOptions(results=results, smoke=True), lambda line: None)
     rows = {r["stage"]: r for r in ResultsStore(results).read_trials().to_pylist()}
     assert rows["pre"]["status"] == rows["fine"]["status"] == "ok"
+    assert rows["pre"]["init"] == "imagenet"
+    assert weights in json.loads(rows["pre"]["config_json"])["model"]["weights"]
     checkpoint = rows["pre"]["checkpoint_uri"]
     assert checkpoint.startswith(results + "/tune/")  # Ray's checkpoints are on S3 too
     fs, path = filesystem_for(checkpoint)
@@ -93,3 +107,22 @@ def test_catalog_dataset_on_s3_is_cached_locally(s3_server: Any, shared_data: An
     fs.rm(root, recursive=True)  # now served from the local cache
     again, _, _ = catalog.load("lynx-test")
     assert [i.image_path for i in again] == [i.image_path for i in instances]
+
+
+def test_second_sweep_into_an_s3_store_is_refused_while_the_first_holds_it(
+    s3_server: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orchestrator import store_lock
+
+    monkeypatch.setenv("POSETUNE_S3_ENDPOINT", s3_server.endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret)
+    monkeypatch.setattr(store_lock, "SETTLE_S", 0.1)
+    uri = s3_server.uri("sweeps", "locked")
+    with store_lock.store_lock(uri):
+        with pytest.raises(store_lock.StoreBusy) as busy:
+            with store_lock.store_lock(uri):
+                pass
+        assert uri in str(busy.value) and "expires" in str(busy.value)
+    with store_lock.store_lock(uri):  # released: the next sweep gets it
+        pass
