@@ -5,9 +5,11 @@
     ray submit --tmux cluster/aws-gpu.yaml cluster/run_sweep.py -- \\
         two_stage --results s3://my-bucket/posetune/two_stage
 
-This script replaces itself with ``posetune sweep <those arguments>``, so the sweep's exit
-status and signals (Ctrl-C in ``ray attach --tmux``) are the CLI's own. ``posetune sweep``
-connects to the running cluster itself (``ray.init(address="auto")``).
+This script replaces itself with ``posetune sweep <those arguments> --address auto``, so the
+sweep's exit status and signals (Ctrl-C in ``ray attach --tmux``) are the CLI's own, and it
+joins the cluster running on this head node: ``posetune sweep`` joins a cluster only when
+told to (``--address``, or ``RAY_ADDRESS`` as ``ray job submit`` sets it), and otherwise
+starts a local cluster of its own.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def build_command(args: Sequence[str]) -> list[str]:
         rest = rest[1:]
     if not rest or rest[0].startswith("-"):
         raise ValueError(f"name an experiment first (see `posetune list`)\n{USAGE}")
-    return ["posetune", "sweep", *rest]
+    told = any(arg == "--address" or arg.startswith("--address=") for arg in rest)
+    return ["posetune", "sweep", *rest, *([] if told else ["--address", "auto"])]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -286,8 +286,9 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
                    help="restarts of a failed trial (or Ray Train worker group) from its "
                    "last checkpoint")
     p.add_argument("--tune-storage", help="where Ray keeps checkpoints (default RESULTS/tune)")
-    p.add_argument("--address", help="Ray cluster address, or 'local' for a new local "
-                   "cluster (default: RAY_ADDRESS, a running cluster, else a new local one)")
+    p.add_argument("--address", help="join this Ray cluster ('auto': the one running on this "
+                   "node); default: RAY_ADDRESS if set (ray job submit sets it), else a new "
+                   "local cluster of this sweep's own")
 
 
 def build_parser() -> argparse.ArgumentParser:

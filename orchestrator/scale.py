@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Literal
 
 from pose_core.config import ConfigError
@@ -45,7 +44,7 @@ class Scale:
 
     name: str
     description: str
-    changes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    changes: Mapping[str, Any] = field(default_factory=dict)
     counts: CountRule = "same"
     epochs_per_unit: float | None = None
     epoch_range: tuple[int, int] = (1, 1_000_000)
@@ -78,7 +77,7 @@ SCALES: dict[str, Scale] = {
     "full": Scale("full", "the study's sizes (GPU cluster)"),
     "smoke": Scale(
         "smoke", "seconds a trial on a CPU: proves the plumbing, numbers mean nothing",
-        changes=MappingProxyType({
+        changes={
             "model.backbone": "hrnet_w18_small",
             "data.input_size": 64,
             "data.loader_workers": 0,
@@ -89,7 +88,7 @@ SCALES: dict[str, Scale] = {
             "train.bf16": False,
             "eval.interval": 1,
             "eval.flip_test": True,
-        }),
+        },
         counts="sqrt", epochs_per_unit=60, epoch_range=(1, 3),
         random_init_without_weights=True, small_datasets=True,
     ),

@@ -366,8 +366,10 @@ def _run_sweep_module() -> ModuleType:
 def test_build_command() -> None:
     build = _run_sweep_module().build_command
     args = ["two_stage", "--results", "s3://b/p", "--set", "train.lr=1e-4"]
-    assert build(args) == ["posetune", "sweep", *args]
-    assert build(["sweep", *args]) == ["posetune", "sweep", *args]
+    # The head's own cluster is joined explicitly; a sweep never joins one by accident.
+    assert build(args) == ["posetune", "sweep", *args, "--address", "auto"]
+    assert build(["sweep", *args]) == ["posetune", "sweep", *args, "--address", "auto"]
+    assert build([*args, "--address", "10.0.0.1:6379"])[-2:] == ["--address", "10.0.0.1:6379"]
     for bad in ([], ["--smoke"], ["sweep"]):
         with pytest.raises(ValueError, match="experiment"):
             build(bad)
