@@ -130,7 +130,7 @@ def _check_image(
 
 
 def _number(file: str, record: str, field: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer | np.floating):
         raise DataError(file, record, field, f"got {value!r}", "a number")
     if not math.isfinite(value):
         raise DataError(file, record, field, f"non-finite value {value!r}", "a finite number")
