@@ -44,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -55,6 +56,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pose_core.image_check import ImageCheckReport, check_images
+from pose_core.image_store import ImageStore
 from pose_core.readers import read_coco, read_czechlynx
 from pose_core.records import Instance, ReadReport
 from pose_core.skeletons import ANIMALPOSE, Skeleton
@@ -82,8 +85,12 @@ class DatasetEntry:
     split: str | None = None
     generate: dict[str, Any] | None = None
     bad_images: BadImages = "stop"
+    # Set by Catalog.check_images under bad_images = "skip", never read from the file: the
+    # images every process leaves out (ids, which stay the same on every node's cache).
+    skipped_image_ids: tuple[int, ...] = field(default=(), metadata={"file_key": False})
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "skipped_image_ids", tuple(self.skipped_image_ids))
         kinds = [k for k in ("coco", "czechlynx", "generate") if getattr(self, k)]
         if len(kinds) != 1:
             raise CatalogError(
@@ -103,7 +110,11 @@ class DatasetEntry:
 
 def dataset_keys() -> tuple[str, ...]:
     """The keys a ``[datasets.NAME]`` table may hold."""
-    return tuple(f.name for f in dataclasses.fields(DatasetEntry) if f.name != "name")
+    return tuple(
+        f.name
+        for f in dataclasses.fields(DatasetEntry)
+        if f.name != "name" and f.metadata.get("file_key", True)
+    )
 
 
 DEFAULT_SIZES = {"animalpose": 400, "lynx-train": 1000, "lynx-test": 300, "lynx-synthetic": 10000}
@@ -205,20 +216,68 @@ class Catalog:
     def load(
         self, name: str, progress: Callable[[str], None] | None = None
     ) -> tuple[list[Instance], Skeleton, ReadReport]:
-        """Instances of dataset ``name`` (materialising generated or remote data first)."""
+        """Instances of dataset ``name`` (materialising generated or remote data first),
+        without the images :meth:`check_images` found bad under ``bad_images = "skip"``."""
         entry = self.entry(name)
+        instances, skeleton, report = self._read(entry, progress)
+        if entry.skipped_image_ids:
+            skipped = set(entry.skipped_image_ids)
+            kept = [i for i in instances if i.image_id not in skipped]
+            report.skip("image does not decode (bad_images = skip)", len(instances) - len(kept))
+            report.kept = len(kept)
+            instances = kept
+        return instances, skeleton, report
+
+    def _read(
+        self, entry: DatasetEntry, progress: Callable[[str], None] | None
+    ) -> tuple[list[Instance], Skeleton, ReadReport]:
         if entry.kind == "generate":
             path = self.materialise(entry, progress)
-            return read_coco(path, source=name)
+            return read_coco(path, source=entry.name)
         from orchestrator.storage import local_cache
 
         images = local_cache(entry.images) if entry.images else None
         if entry.kind == "coco":
-            return read_coco(local_cache(entry.coco or ""), image_root=images, source=name)
+            return read_coco(local_cache(entry.coco or ""), image_root=images, source=entry.name)
         instances, report = read_czechlynx(
-            local_cache(entry.czechlynx or ""), image_root=images, split=entry.split, source=name
+            local_cache(entry.czechlynx or ""), image_root=images, split=entry.split,
+            source=entry.name,
         )
         return instances, ANIMALPOSE, report
+
+    def check_images(
+        self,
+        names: Iterable[str],
+        workers: int | None = None,
+        store: ImageStore | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> tuple[Catalog, dict[str, ImageCheckReport]]:
+        """Decode every image of the named datasets once and apply each entry's ``bad_images``.
+
+        ``"stop"``: a bad image raises :class:`DataError` naming the first bad file and the
+        count. ``"skip"``: the returned catalog's entry lists the bad images' ids, so
+        :meth:`load` leaves them out in every process it is shipped to. ``store`` receives the
+        decoded images (see :func:`pose_core.image_check.check_images`);
+        ``progress(name, done, total)`` follows the decoding.
+        """
+        datasets = dict(self.datasets)
+        reports: dict[str, ImageCheckReport] = {}
+        for name in sorted(set(names)):
+            entry = self.entry(name)
+            instances, _, _ = self.load(name)
+            tick = None if progress is None else functools.partial(progress, name)
+            report = check_images([i.image_path for i in instances], workers, store, tick)
+            reports[name] = report
+            if report.ok:
+                continue
+            if entry.bad_images == "stop":
+                report.raise_if_bad()
+            bad = report.bad_paths
+            ids = {i.image_id for i in instances if i.image_path in bad}
+            datasets[name] = dataclasses.replace(
+                entry, skipped_image_ids=tuple(sorted(ids | set(entry.skipped_image_ids)))
+            )
+        return dataclasses.replace(self, datasets=datasets), reports
 
     def materialise(
         self, entry: DatasetEntry, progress: Callable[[str], None] | None = None

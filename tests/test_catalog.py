@@ -80,3 +80,32 @@ def test_relative_paths_are_relative_to_the_catalog(
 def test_dataset_keys_are_the_entry_fields() -> None:
     assert dataset_keys() == ("coco", "czechlynx", "images", "split", "generate", "bad_images")
     assert DatasetEntry("x", generate={"images": 3}).bad_images == "stop"
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_bad_images_stop_or_are_left_out_everywhere(
+    tmp_path: Path, shared_data: Path, policy: str
+) -> None:
+    from pose_core.records import DataError
+
+    shutil.copytree(shared_data / "ap10k", tmp_path / "ap10k")
+    cut = tmp_path / "ap10k" / "images" / "000000000004.jpg"  # image id 4
+    cut.write_bytes(cut.read_bytes()[:5000])
+    path = _catalog(tmp_path, '[datasets.animalpose]\ncoco = "ap10k/annotations.json"\n'
+                    f'images = "ap10k/images"\nbad_images = "{policy}"\n')
+    catalog = Catalog.from_file(path)
+    assert len(catalog.load("animalpose")[0]) == 2  # the reader only checks that files exist
+    seen: list[tuple[str, int, int]] = []
+    if policy == "stop":
+        with pytest.raises(DataError, match=f"^{cut}: image file: field 'content': truncated"):
+            catalog.check_images(["animalpose"], workers=2)
+        return
+    checked, reports = catalog.check_images(
+        ["animalpose"], workers=2, progress=lambda *a: seen.append(a))
+    assert seen[-1] == ("animalpose", 2, 2) and reports["animalpose"].bad_paths == {str(cut)}
+    for copy in (checked, Catalog.from_dict(checked.to_dict())):
+        instances, _, report = copy.load("animalpose")
+        assert [i.image_id for i in instances] == [37516]
+        assert report.kept == 1
+        assert report.skipped == {"image does not decode (bad_images = skip)": 1}
+    assert len(catalog.load("animalpose")[0]) == 2  # the original catalog is unchanged
