@@ -75,8 +75,9 @@ _PATH = {"path": True}
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    """One ``[datasets.NAME]`` table. Its keys are exactly these fields (but ``name``): a new
-    key is one new field here, with ``metadata=_PATH`` when its value is a path."""
+    """One ``[datasets.NAME]`` table. Its keys are exactly these fields (but ``name`` and
+    ``skipped_image_ids``): a new key is one new field here, with ``metadata=_PATH`` when its
+    value is a path."""
 
     name: str
     coco: str | None = field(default=None, metadata=_PATH)
