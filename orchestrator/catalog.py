@@ -9,6 +9,7 @@ A catalog is a TOML file::
     images = "/data/animalpose/images"            # image root (local or s3://)
 
     [datasets.lynx-train]
+    bad_images = "skip"                           # leave undecodable images out (default "stop")
     czechlynx = "s3://my-bucket/czechlynx/CzechLynxDataset-Metadata-Real.csv"
     images = "s3://my-bucket/czechlynx"
     split = "geo_aware:train"
@@ -26,6 +27,18 @@ A catalog is a TOML file::
     [weights]                                      # ImageNet weights for model.init = "imagenet"
     hrnet_w32 = "/weights/hrnet_w32.pth"
 
+The file is read strictly: an unknown section or key is an error that names the nearest
+valid one (``[dataset]`` -> ``did you mean [datasets]?``), and every ``[weights]`` key must be
+a timm model name. Relative paths (``coco``, ``czechlynx``, ``images``, ``data_dir`` and the
+``[weights]`` files) are relative to the catalog file's own folder, not to the working
+directory: each trial runs in a folder of its own. ``~`` is expanded; ``s3://`` URIs are kept.
+
+``bad_images`` (per dataset, ``"stop"`` by default) says what the sweep's preflight does with
+images that do not decode (zero-byte, not an image, truncated; see
+:func:`pose_core.image_check.check_images`): ``"stop"`` fails before any trial starts,
+naming the first bad file; ``"skip"`` leaves those images (and their instances) out and
+reports how many.
+
 Remote files are downloaded once into a local cache (``orchestrator.storage.local_cache``)
 and read from there: pose sets are small, and decoding from local disk keeps GPUs fed.
 The default catalog points every name at data posetune generates itself, so every
@@ -36,17 +49,22 @@ lock so concurrent trials on one node never write the same folder twice.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import fcntl
+import functools
 import hashlib
 import json
 import os
 import shutil
 import tomllib
+import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pose_core.image_check import ImageCheckReport, check_images
+from pose_core.image_store import ImageStore
 from pose_core.readers import read_coco, read_czechlynx
 from pose_core.records import Instance, ReadReport
 from pose_core.skeletons import ANIMALPOSE, Skeleton, with_named_sigmas
@@ -57,19 +75,33 @@ class CatalogError(ValueError):
     """A dataset name the catalog cannot resolve, or a malformed catalog."""
 
 
+BadImages = Literal["stop", "skip"]
+# A field whose value is a file or folder: a relative one is resolved against the catalog's folder.
+_PATH = {"path": True}
+
+
 @dataclass(frozen=True)
 class DatasetEntry:
+    """One ``[datasets.NAME]`` table. Its keys are exactly these fields (but ``name`` and
+    ``skipped_image_ids``): a new key is one new field here, with ``metadata=_PATH`` when its
+    value is a path."""
+
     name: str
-    coco: str | None = None
-    czechlynx: str | None = None
-    images: str | None = None
+    coco: str | None = field(default=None, metadata=_PATH)
+    czechlynx: str | None = field(default=None, metadata=_PATH)
+    images: str | None = field(default=None, metadata=_PATH)
     split: str | None = None
     generate: dict[str, Any] | None = None
-    labels: str | None = None  # any format orchestrator.labels reads
+    labels: str | None = field(default=None, metadata=_PATH)  # any format labels.py reads
     format: str | None = None  # of labels; inferred from the path when absent
     sigmas: dict[str, float] | None = None  # OKS sigma by keypoint name (eval.sigmas="default")
+    bad_images: BadImages = "stop"
+    # Set by Catalog.check_images under bad_images = "skip", never read from the file: the
+    # images every process leaves out (ids, which stay the same on every node's cache).
+    skipped_image_ids: tuple[int, ...] = field(default=(), metadata={"file_key": False})
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "skipped_image_ids", tuple(self.skipped_image_ids))
         kinds = [k for k in KINDS if getattr(self, k)]
         if len(kinds) != 1:
             raise CatalogError(
@@ -78,6 +110,11 @@ class DatasetEntry:
             )
         if self.format is not None and not self.labels:
             raise CatalogError(f"catalog entry [datasets.{self.name}]: format is for labels")
+        if self.bad_images not in typing.get_args(BadImages):
+            raise CatalogError(
+                f"catalog entry [datasets.{self.name}]: bad_images = {self.bad_images!r}; "
+                f"valid: {list(typing.get_args(BadImages))}"
+            )
 
     @property
     def kind(self) -> str:
@@ -85,6 +122,15 @@ class DatasetEntry:
 
 
 KINDS = ("coco", "czechlynx", "generate", "labels")
+
+
+def dataset_keys() -> tuple[str, ...]:
+    """The keys a ``[datasets.NAME]`` table may hold."""
+    return tuple(
+        f.name
+        for f in dataclasses.fields(DatasetEntry)
+        if f.name != "name" and f.metadata.get("file_key", True)
+    )
 
 
 DEFAULT_SIZES = {"animalpose": 400, "lynx-train": 1000, "lynx-test": 300, "lynx-synthetic": 10000}
@@ -141,18 +187,14 @@ class Catalog:
             raw = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as error:
             raise CatalogError(f"catalog {path}: cannot read: {error}") from None
+        _check_top_level(raw, path)
+        folder = Path(os.path.abspath(path)).parent
         base = cls.default(smoke, needs=needs)
         datasets = dict(base.datasets)
         for name, values in raw.get("datasets", {}).items():
-            unknown = set(values) - {f.name for f in dataclasses.fields(DatasetEntry)} - {"name"}
-            if unknown:
-                raise CatalogError(f"catalog {path}: [datasets.{name}] unknown keys {sorted(unknown)}")
-            if isinstance(values.get("labels"), str) and "://" not in values["labels"]:
-                # Trials run in other working directories: anchor at the catalog's folder.
-                values["labels"] = str(path.parent.resolve() / Path(values["labels"]).expanduser())
-            datasets[name] = DatasetEntry(name, **values)
-        weights = {k: str(v) for k, v in raw.get("weights", {}).items()}
-        data_dir = str(Path(raw.get("data_dir", base.data_dir)).expanduser())
+            datasets[name] = _dataset_entry(name, values, path, folder)
+        weights = _weights(raw.get("weights", {}), path, folder)
+        data_dir = _resolved(raw["data_dir"], folder) if "data_dir" in raw else base.data_dir
         return cls(datasets, weights, data_dir, str(path))
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,11 +223,18 @@ class Catalog:
     def load(
         self, name: str, progress: Callable[[str], None] | None = None
     ) -> tuple[list[Instance], Skeleton, ReadReport]:
-        """Instances of dataset ``name`` (materialising generated or remote data first)."""
+        """Instances of dataset ``name`` (materialising generated or remote data first),
+        without the images :meth:`check_images` found bad under ``bad_images = "skip"``."""
         entry = self.entry(name)
         instances, skeleton, report = self._read(entry, progress)
         if entry.sigmas:
             skeleton = with_named_sigmas(skeleton, entry.sigmas, f"[datasets.{name}] sigmas")
+        if entry.skipped_image_ids:
+            skipped = set(entry.skipped_image_ids)
+            kept = [i for i in instances if i.image_id not in skipped]
+            report.skip("image does not decode (bad_images = skip)", len(instances) - len(kept))
+            report.kept = len(kept)
+            instances = kept
         return instances, skeleton, report
 
     def _read(
@@ -205,11 +254,46 @@ class Catalog:
                                split=entry.split, frames_dir=frames)
         images = local_cache(entry.images) if entry.images else None
         if entry.kind == "coco":
-            return read_coco(local_cache(entry.coco or ""), image_root=images, source=name)
+            return read_coco(local_cache(entry.coco or ""), image_root=images, source=entry.name)
         instances, report = read_czechlynx(
-            local_cache(entry.czechlynx or ""), image_root=images, split=entry.split, source=name
+            local_cache(entry.czechlynx or ""), image_root=images, split=entry.split,
+            source=entry.name,
         )
         return instances, ANIMALPOSE, report
+
+    def check_images(
+        self,
+        names: Iterable[str],
+        workers: int | None = None,
+        store: ImageStore | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> tuple[Catalog, dict[str, ImageCheckReport]]:
+        """Decode every image of the named datasets once and apply each entry's ``bad_images``.
+
+        ``"stop"``: a bad image raises :class:`DataError` naming the first bad file and the
+        count. ``"skip"``: the returned catalog's entry lists the bad images' ids, so
+        :meth:`load` leaves them out in every process it is shipped to. ``store`` receives the
+        decoded images (see :func:`pose_core.image_check.check_images`);
+        ``progress(name, done, total)`` follows the decoding.
+        """
+        datasets = dict(self.datasets)
+        reports: dict[str, ImageCheckReport] = {}
+        for name in sorted(set(names)):
+            entry = self.entry(name)
+            instances, _, _ = self.load(name)
+            tick = None if progress is None else functools.partial(progress, name)
+            report = check_images([i.image_path for i in instances], workers, store, tick)
+            reports[name] = report
+            if report.ok:
+                continue
+            if entry.bad_images == "stop":
+                report.raise_if_bad()
+            bad = report.bad_paths
+            ids = {i.image_id for i in instances if i.image_path in bad}
+            datasets[name] = dataclasses.replace(
+                entry, skipped_image_ids=tuple(sorted(ids | set(entry.skipped_image_ids)))
+            )
+        return dataclasses.replace(self, datasets=datasets), reports
 
     def materialise(
         self, entry: DatasetEntry, progress: Callable[[str], None] | None = None
@@ -247,3 +331,75 @@ class Catalog:
             instances, skeleton, report = self.load(name, progress)
             out[name] = (report, len({i.image_id for i in instances}), skeleton)
         return out
+
+
+TOP_LEVEL = {"data_dir": "key", "datasets": "section", "weights": "section"}
+
+
+def _nearest(name: str, valid: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _check_top_level(raw: dict[str, Any], path: Path) -> None:
+    """Unknown sections and keys would be ignored, and generated data used in their place."""
+    for key, value in raw.items():
+        if key not in TOP_LEVEL:
+            near = _nearest(key, TOP_LEVEL)
+            if isinstance(value, dict):
+                hint = f"; did you mean [{near}]?" if near else ""
+                raise CatalogError(f"catalog {path}: unknown section [{key}]{hint}")
+            hint = f"; did you mean {near!r}?" if near else ""
+            raise CatalogError(f"catalog {path}: unknown key {key!r}{hint}")
+        if isinstance(value, dict) != (TOP_LEVEL[key] == "section"):
+            raise CatalogError(
+                f"catalog {path}: {key!r} must be a {'table' if TOP_LEVEL[key] == 'section' else 'string'}"
+            )
+    for name, values in raw.get("datasets", {}).items():
+        if not isinstance(values, dict):
+            raise CatalogError(f"catalog {path}: [datasets.{name}] must be a table, got {values!r}")
+
+
+def _dataset_entry(name: str, values: dict[str, Any], path: Path, folder: Path) -> DatasetEntry:
+    valid = dataset_keys()
+    for key, value in values.items():
+        if key not in valid:
+            near = _nearest(key, valid)
+            hint = f"; did you mean {near!r}?" if near else ""
+            raise CatalogError(
+                f"catalog {path}: [datasets.{name}] unknown key {key!r}{hint} (valid: {list(valid)})"
+            )
+        wanted = dict if key in ("generate", "sigmas") else str
+        if not isinstance(value, wanted):
+            raise CatalogError(
+                f"catalog {path}: [datasets.{name}] {key} = {value!r}: expected a "
+                f"{'table' if wanted is dict else 'string'}"
+            )
+    paths = {f.name for f in dataclasses.fields(DatasetEntry) if f.metadata.get("path")}
+    resolved: dict[str, Any] = {
+        k: _resolved(v, folder) if k in paths else v for k, v in values.items()
+    }
+    try:
+        return DatasetEntry(name, **resolved)
+    except CatalogError as error:
+        raise CatalogError(f"catalog {path}: {error}") from None
+
+
+def _weights(values: dict[str, Any], path: Path, folder: Path) -> dict[str, str]:
+    import timm
+
+    for backbone, file in values.items():
+        if not timm.is_model(backbone):
+            near = _nearest(backbone, timm.list_models())
+            hint = f"; did you mean {near!r}?" if near else ""
+            raise CatalogError(f"catalog {path}: [weights] {backbone!r} is not a timm model{hint}")
+        if not isinstance(file, str):
+            raise CatalogError(f"catalog {path}: [weights] {backbone} = {file!r}: expected a path")
+    return {backbone: _resolved(file, folder) for backbone, file in values.items()}
+
+
+def _resolved(value: str, folder: Path) -> str:
+    """``value`` with ``~`` expanded and, when relative, joined to the catalog's folder."""
+    if "://" in value:
+        return value
+    return os.path.abspath(folder / Path(value).expanduser())

@@ -159,10 +159,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.gt, args.pred, sigmas=args.sigmas, area_rule=args.area_rule,
         pck_normaliser=args.pck_normaliser, pck_threshold=args.pck_threshold,
     )
-    values = result.as_dict()
     if args.json:
-        print(json.dumps(values))
+        print(result.to_json())
         return 0
+    values = result.as_dict()
     for key in ("AP", "AP50", "AP75", "AP85", "AR", "PCK05"):
         print(f"{key:>6}  {values[key]:.4f}")
     print(f"sigmas {values['sigma_set']} ({values['sigma_digest']}), area rule "
@@ -348,14 +348,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("eval", help="score COCO-format predictions against ground truth")
-    p.add_argument("--gt", required=True)
-    p.add_argument("--pred", required=True)
+    p.add_argument("--gt", required=True, help="COCO keypoint JSON, checked as the sweep "
+                   "checks it")
+    p.add_argument("--pred", required=True, help="COCO results JSON (a list of predictions)")
     p.add_argument("--sigmas", default="animalpose", help="NAME (animalpose, ap10k, "
                    "animalpose-corrected, uniform:V) or a JSON file")
     p.add_argument("--area-rule", choices=["given", "bbox"], default="given")
     p.add_argument("--pck-normaliser", choices=["bbox", "diagonal", "sqrt_area"], default="bbox")
     p.add_argument("--pck-threshold", type=float, default=0.05)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one strict JSON object (null for NaN)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("model-info", help="parameters, GFLOPs and heatmap shape of a model")

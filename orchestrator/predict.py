@@ -5,14 +5,17 @@ Boxes come from a MegaDetector batch-output file (``images[].file``, ``detection
 confidence threshold, or, without one, the whole image is the box. Output is the COCO
 results format (one object per animal: ``image_id``, ``file_name``, ``category_id``,
 ``bbox``, ``keypoints`` [x, y, score] * K, ``score``), plus optional overlay images with the
-skeleton drawn.
+skeleton drawn (``x.png`` -> ``x.png.jpg``). Images that do not decode are left out and
+listed on stderr at the end; the predictions for the others are still written.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ import cv2
 import numpy as np
 import torch
 
+from pose_core.checks import BadImage, decode_image
 from pose_core.config import TrialConfig
 from pose_core.dataset import ImageCache, TopDownDataset
 from pose_core.engine import load_checkpoint, predict
@@ -85,12 +89,19 @@ def read_detections(path: str, root: Path, threshold: float) -> dict[str, list[l
 
 def instances_for(
     files: Sequence[Path], root: Path, boxes: dict[str, list[list[float]]] | None, k: int
-) -> tuple[list[Instance], list[float]]:
-    """One Instance per box (whole image when no detections file); returns box scores too."""
+) -> tuple[list[Instance], list[float], list[BadImage]]:
+    """One Instance per box (whole image when no detections file); returns box scores too,
+    and the images that do not decode (left out: one bad camera-trap file must not cost the
+    predictions for the rest)."""
     instances: list[Instance] = []
     scores: list[float] = []
+    bad: list[BadImage] = []
     for image_id, path in enumerate(files, start=1):
-        height, width = load_image(str(path)).shape[:2]
+        image = decode_image(str(path))
+        if isinstance(image, BadImage):
+            bad.append(image)
+            continue
+        height, width = image.shape[:2]
         rel = path.relative_to(root).as_posix()
         if boxes is None:
             candidates = [[0.0, 0.0, 1.0, 1.0]]
@@ -106,10 +117,18 @@ def instances_for(
                 keypoints=np.zeros((k, 3), dtype=np.float32), area=w * h, source="predict",
             ))
             scores.append(1.0)
-    return instances, scores
+    return instances, scores, bad
 
 
-def run_predict(args: argparse.Namespace) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class PredictOutcome:
+    """What ``posetune predict`` wrote, and the images it left out."""
+
+    results: list[dict[str, Any]]
+    skipped: tuple[BadImage, ...]
+
+
+def run_predict(args: argparse.Namespace) -> PredictOutcome:
     path = checkpoint_file(args.checkpoint)
     state = load_checkpoint(path, restore_rng=False)
     cfg = TrialConfig.from_dict(state["config"])
@@ -120,7 +139,7 @@ def run_predict(args: argparse.Namespace) -> list[dict[str, Any]]:
     root = Path(args.images)
     files = list_images(args.images)
     boxes = read_detections(args.detections, root, args.threshold) if args.detections else None
-    instances, _ = instances_for(files, root, boxes, len(names))
+    instances, _, bad = instances_for(files, root, boxes, len(names))
     results: list[dict[str, Any]] = []
     if instances:
         dataset = TopDownDataset.for_skeleton(
@@ -142,8 +161,13 @@ def run_predict(args: argparse.Namespace) -> list[dict[str, Any]]:
     Path(args.out).write_text(json.dumps(results, indent=1))
     if args.overlay:
         draw_overlays(results, root, Path(args.overlay), skeleton)
-    print(f"{len(results)} animal(s) in {len(files)} image(s) -> {args.out}")
-    return results
+    print(f"{len(results)} animal(s) in {len(files) - len(bad)} image(s) -> {args.out}")
+    if bad:
+        print(f"posetune predict: skipped {len(bad)} of {len(files)} image(s) that do not "
+              "decode:", file=sys.stderr)
+        for image in bad:
+            print(f"  {root_relative(image.path, root)}: {image.reason}", file=sys.stderr)
+    return PredictOutcome(results, tuple(bad))
 
 
 def root_relative(path: str, root: Path) -> str:
@@ -171,6 +195,7 @@ def draw_overlays(
             for px, py, s in points:
                 if s >= min_score:
                     cv2.circle(image, (int(px), int(py)), 3, (0, 0, 255), -1)
-        target = out / name
+        # x.png -> x.png.jpg: x.png and x.jpeg in one folder must not share an overlay.
+        target = out / f"{name}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(target.with_suffix(".jpg")), image)
+        cv2.imwrite(str(target), image)

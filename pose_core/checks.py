@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,13 +24,69 @@ def default_image_root(path: str | Path) -> Path:
     return folder / "images" if (folder / "images").is_dir() else folder
 
 
-def load_image(path: str) -> np.ndarray:
-    """``(H, W, 3)`` BGR uint8. Raises DataError naming the file if it is missing or corrupt."""
-    if not os.path.isfile(path):
-        raise DataError(path, "image file", "path", "file not found", "an existing image file")
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+ImageFault = Literal["missing", "undecodable", "truncated"]
+
+_JPEG_START, _JPEG_SCAN, _JPEG_END = b"\xff\xd8", b"\xff\xda", b"\xff\xd9"
+_PNG_START = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass(frozen=True)
+class BadImage:
+    """An image file that cannot be used, with a one-line reason."""
+
+    path: str
+    fault: ImageFault
+    reason: str
+
+    def error(self) -> DataError:
+        field = "path" if self.fault == "missing" else "content"
+        expected = "an existing image file" if self.fault == "missing" else "a complete image"
+        return DataError(self.path, "image file", field, self.reason, expected)
+
+
+def _truncation(data: bytes) -> str | None:
+    """Why ``data`` is a cut-off JPEG or PNG; None when it is whole (or another format).
+
+    ``cv2.imread`` fills a cut-off JPEG with grey rows and reports success (``cv2.imdecode``
+    refuses it without a reason), so the end is checked here, before decoding. Entropy-coded JPEG data escapes 0xFF, so the end-of-image marker cannot occur inside
+    a scan: it must follow the last start-of-scan (an EXIF thumbnail's own markers come earlier).
+    """
+    if data.startswith(_JPEG_START) and data.rfind(_JPEG_END) < data.rfind(_JPEG_SCAN):
+        return "truncated image: the JPEG ends without its end-of-image marker"
+    if data.startswith(_PNG_START) and data.rfind(b"IEND") < data.rfind(b"IDAT"):
+        return "truncated image: the PNG ends without its IEND chunk"
+    return None
+
+
+def decode_image(path: str) -> np.ndarray | BadImage:
+    """``(H, W, 3)`` BGR uint8 (EXIF orientation applied, as ``cv2.imread``), or why not."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return BadImage(path, "missing", "file not found")
+    except OSError as error:
+        return BadImage(path, "undecodable", f"cannot read file: {error.strerror or error}")
+    if not data:
+        return BadImage(path, "undecodable", "cannot decode image: empty file (0 bytes)")
+    reason = _truncation(data)
+    if reason is not None:
+        return BadImage(path, "truncated", reason)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
     if image is None:
-        raise DataError(path, "image file", "content", "cannot decode image", "a JPEG/PNG image")
+        return BadImage(path, "undecodable", "cannot decode image (not a JPEG/PNG/BMP/TIFF?)")
+    return image
+
+
+def load_image(path: str) -> np.ndarray:
+    """``(H, W, 3)`` BGR uint8. Raises DataError naming the file if it is missing, cannot be
+    decoded, or is truncated."""
+    image = decode_image(path)
+    if isinstance(image, BadImage):
+        raise image.error()
     return image
 
 
@@ -73,7 +130,7 @@ def _check_image(
 
 
 def _number(file: str, record: str, field: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer | np.floating):
         raise DataError(file, record, field, f"got {value!r}", "a number")
     if not math.isfinite(value):
         raise DataError(file, record, field, f"non-finite value {value!r}", "a finite number")

@@ -86,7 +86,17 @@ def _image_table(file: str, images: list[Any], root: Path) -> dict[int, dict[str
             raise DataError(
                 file, record, "file_name", f"got {name!r}", "a relative or absolute path"
             )
-        table[image["id"]] = {**image, "_path": os.path.abspath(os.path.join(root, name))}
+        first = table.get(image["id"])
+        if first is not None:
+            # Later records would silently win and put annotations on the wrong picture.
+            raise DataError(
+                file, record, "id",
+                f"duplicate image id: {first['file_name']!r} (images[{first['_index']}]) "
+                f"and {name!r} (images[{n}])", "unique image ids",
+            )
+        table[image["id"]] = {
+            **image, "_path": os.path.abspath(os.path.join(root, name)), "_index": n
+        }
     return table
 
 
@@ -113,7 +123,7 @@ def read_coco(
     file_source = Path(os.path.abspath(file)).parent.name if stem == "annotations" else stem
     report = ReadReport(file=file)
     instances: list[Instance] = []
-    seen_ids: set[int] = set()
+    seen_ids: dict[int, tuple[int, Any]] = {}
     checked: set[int] = set()
     for n, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict) or not isinstance(ann.get("id"), int):
@@ -122,8 +132,13 @@ def read_coco(
             )
         record = f"annotation id {ann['id']} (image id {ann.get('image_id')})"
         if ann["id"] in seen_ids:
-            raise DataError(file, record, "id", "duplicate annotation id", "unique ids")
-        seen_ids.add(ann["id"])
+            first_n, first_image = seen_ids[ann["id"]]
+            raise DataError(
+                file, record, "id",
+                f"duplicate annotation id: annotations[{first_n}] (image id {first_image}) "
+                f"and annotations[{n}] (image id {ann.get('image_id')})", "unique ids",
+            )
+        seen_ids[ann["id"]] = (n, ann.get("image_id"))
         cat_id = ann.get("category_id")
         if cat_id not in cat_names:
             if category is not None:

@@ -44,6 +44,10 @@ class NonFiniteLossError(FloatingPointError):
             "lower the learning rate or enable train.grad_clip"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuild from the fields: the default passes the message as the only argument.
+        return type(self), (self.epoch, self.iteration, self.value)
+
 
 @dataclass(frozen=True)
 class EpochStats:

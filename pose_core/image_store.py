@@ -119,6 +119,11 @@ class ImageStore:
             self._images[path] = image
         return image
 
+    def ensure(self, path: str) -> None:
+        """Decode ``path`` into the store unless it is there, keeping nothing in this process:
+        a preflight over a whole data set must not hold it in memory past the store's budget."""
+        self._open(path)
+
     def preload(
         self,
         paths: Iterable[str],

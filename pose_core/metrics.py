@@ -41,6 +41,8 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from pose_core.checks import _number
+from pose_core.coco import read_coco
 from pose_core.records import DataError
 from pose_core.skeletons import (
     SigmaError,
@@ -82,6 +84,16 @@ class MetricResult:
         values = dataclasses.asdict(self)
         values["pck_per_keypoint"] = list(self.pck_per_keypoint)
         return values
+
+    def to_json(self) -> str:
+        """:meth:`as_dict` as strict JSON: NaN (no GT to count) becomes ``null``, since
+        ``json.dumps`` would write a bare ``NaN`` that JSON parsers reject."""
+        values = self.as_dict()
+        for key, value in values.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                values[key] = None
+        values["pck_per_keypoint"] = [v if math.isfinite(v) else None for v in self.pck_per_keypoint]
+        return json.dumps(values, allow_nan=False)
 
 
 assert tuple(f.name for f in dataclasses.fields(MetricResult))[: len(METRIC_NAMES)] == METRIC_NAMES
@@ -175,13 +187,20 @@ def evaluate_files(
 
     ``sigmas`` is a spec for :func:`pose_core.skeletons.resolve_sigmas`, resolved against the
     skeleton of the GT's keypoint category (all categories used must share one layout).
-    ``options``: ``area_rule``, ``pck_normaliser``, ``pck_threshold``.
+    ``options``: ``area_rule``, ``pck_normaliser``, ``pck_threshold``. The GT goes through
+    :func:`pose_core.coco.read_coco` first, so it is held to the sweep's rules (images are not
+    opened, but a GT image without ``width``/``height`` needs its file for the header); a bad
+    record in either file is a :class:`DataError` naming the file and the record.
     """
+    # The sweep's reader checks first (duplicate ids, non-finite or non-numeric values, ...):
+    # pycocotools would score a NaN keypoint as a perfect match and let a repeated id win.
+    read_coco(gt_path, check_images="none")
     gt = json.loads(Path(gt_path).read_text())
-    predictions = json.loads(Path(pred_path).read_text())
+    predictions = _load_json(str(pred_path))
     if not isinstance(predictions, list):
-        raise ValueError(
-            f"{pred_path}: expected a COCO results list, got {type(predictions).__name__}"
+        raise DataError(
+            str(pred_path), "whole file", "(json)", f"top level is {type(predictions).__name__}",
+            "a COCO results list",
         )
     category = _keypoint_category(gt, str(gt_path))
     vector = resolve_sigmas(sigmas, skeleton_from_coco_category(category, str(gt_path)))
@@ -195,6 +214,7 @@ def evaluate_files(
         float(options.pop("pck_threshold", 0.05)),
         str(gt_path),
         unknown=options,
+        pred_source=str(pred_path),
     )
 
 
@@ -221,6 +241,7 @@ def _evaluate(
     source: str,
     pairs: dict[int, int] | None = None,
     unknown: dict[str, Any] | None = None,
+    pred_source: str = "<predictions>",
 ) -> MetricResult:
     if unknown:
         raise TypeError(
@@ -239,7 +260,7 @@ def _evaluate(
         raise SigmaError(
             f"{source}: sigmas have shape {vector.shape}, GT has K={k} keypoints (expected ({k},))"
         )
-    predictions = _checked_predictions(predictions, gt, k)
+    predictions = _checked_predictions(predictions, gt, k, pred_source)
     stats, ap85 = _oks_ap(gt, predictions, vector)
     if pairs is None:
         pairs = match_by_oks(gt, predictions, vector)
@@ -425,25 +446,37 @@ def _scored_gt(gt: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _checked_predictions(
-    predictions: list[dict[str, Any]], gt: dict[str, Any], k: int
+    predictions: list[dict[str, Any]], gt: dict[str, Any], k: int, source: str
 ) -> list[dict[str, Any]]:
+    """Every prediction a dict with numbers where numbers belong: pycocotools takes ``"0.9"``
+    for a score and fails deep inside, or sorts strings."""
     image_ids = {img["id"] for img in gt["images"]}
     for n, pred in enumerate(predictions):
+        if not isinstance(pred, dict):
+            raise DataError(source, f"prediction {n}", "(record)", f"got {pred!r:.40}", "an object")
+        record = f"prediction {n} (image id {pred.get('image_id')!r})"
         for key in ("image_id", "category_id", "keypoints", "score"):
             if key not in pred:
-                raise ValueError(f"prediction {n}: field {key!r} missing")
-        values = np.asarray(pred["keypoints"], dtype=np.float64)
-        if values.shape != (3 * k,):
-            raise ValueError(
-                f"prediction {n}: {values.size} keypoint values, expected 3*K = {3 * k}"
-            )
-        if not (np.isfinite(values).all() and math.isfinite(float(pred["score"]))):
-            raise ValueError(f"prediction {n}: non-finite keypoints or score")
+                raise DataError(source, record, key, "missing")
+        _number(source, record, "score", pred["score"])
+        values = pred["keypoints"]
+        if not isinstance(values, list) or len(values) != 3 * k:
+            got = f"{len(values)} values" if isinstance(values, list) else repr(values)
+            raise DataError(source, record, "keypoints", f"got {got}", f"3*K = {3 * k} numbers")
+        plain = all(type(v) is float or type(v) is int for v in values)
+        if not (plain and np.isfinite(np.asarray(values, dtype=np.float64)).all()):
+            for value in values:
+                _number(source, record, "keypoints", value)
         if pred["image_id"] not in image_ids:
-            raise ValueError(
-                f"prediction {n}: image_id {pred['image_id']!r} is not in the GT images"
-            )
+            raise DataError(source, record, "image_id", "is not in the GT images", "a GT image id")
     return predictions
+
+
+def _load_json(file: str) -> Any:
+    try:
+        return json.loads(Path(file).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(file, "whole file", "(json)", f"cannot read JSON: {error}") from None
 
 
 def _records_to_coco(records: Sequence[dict[str, Any]], k: int) -> dict[str, Any]:

@@ -39,6 +39,11 @@ class DataError(ValueError):
             message += f" (expected {expected})"
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default rebuilds from ``args`` (the message alone), which fails with a TypeError
+        # when Ray unpickles the error in the driver and loses the line naming the file.
+        return type(self), (self.file, self.record, self.field, self.problem, self.expected)
+
 
 @dataclass(frozen=True, eq=False)
 class Instance:
