@@ -218,8 +218,9 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from orchestrator.predict import run_predict
 
-    run_predict(args)
-    return 0
+    outcome = run_predict(args)
+    # The predictions of every good image are written; skipped ones make the exit non-zero.
+    return EXIT_FAILED if outcome.skipped else 0
 
 
 def named_or_generic(args: argparse.Namespace) -> tuple[str | None, str]:

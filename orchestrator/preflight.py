@@ -80,6 +80,7 @@ def preflight(
     for name, (report, images, skeleton) in catalog.validate(names, say).items():
         say("  " + report.summary())
         available[name], skeletons[name] = images, skeleton
+    catalog = check_images(catalog, names, say)
     for jobs in planned.values():
         for job in jobs:
             # A sigma set that does not fit the test skeleton fails here, not in a worker.
@@ -92,6 +93,27 @@ def preflight(
             )
     ResultsStore(options.results).check_writable()
     return planned, catalog
+
+
+def check_images(catalog: Catalog, names: set[str], say: Callable[[str], None]) -> Catalog:
+    """Decode every image of every dataset once (in parallel, into the node's decoded-image
+    store, so trials here start warm); each entry's ``bad_images`` says stop (the default: one
+    line naming the first bad file) or skip (the catalog returned leaves them out everywhere)."""
+    from pose_core.image_store import ImageStore
+
+    shown: dict[str, int] = {}
+
+    def progress(name: str, done: int, total: int) -> None:
+        step = max(1, total // 4)
+        if done == total or done // step > shown.get(name, 0):
+            shown[name] = done // step
+            say(f"  decoding {name}: {done}/{total} images")
+
+    checked, reports = catalog.check_images(names, store=ImageStore(), progress=progress)
+    for name, report in sorted(reports.items()):
+        if not report.ok:
+            say(f"  {name}: {report.summary()} (bad_images = skip: left out)")
+    return checked
 
 
 def check_weights(config: TrialConfig, catalog: Catalog,

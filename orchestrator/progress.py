@@ -27,7 +27,7 @@ KEEP = (
     *METRIC_NAMES, "pck_per_keypoint", "sigma_digest",
     "subset_digest", "datasets", "train_images", "test_images", "keypoint_names", "workers",
     "node", "params_m", "gflops", "checkpoint_path", "error", "init_message",
-    "first_step_at",
+    "first_step_at", "images_skipped",
 )
 
 

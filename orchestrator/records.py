@@ -150,6 +150,7 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
         started_at=outcome.started_at, ended_at=outcome.ended_at,
         node=last.get("node"), workers=int(last.get("workers", 1)), use_gpu=bool(run and run.use_gpu),
         startup_s=outcome.startup_s,
+        images_skipped=int(last["images_skipped"]) if "images_skipped" in last else None,
     )
 
 

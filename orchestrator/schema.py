@@ -95,6 +95,8 @@ class TrialRecord:
     # --resume skips a trial only when its finished row has the digest now planned.
     job_digest: str | None = None
     scale: str | None = None  # full | smoke (None in files from before scales)
+    # Images of the trial's datasets left out as undecodable (catalog bad_images = "skip").
+    images_skipped: int | None = None
 
     def __post_init__(self) -> None:
         _normalise_fields(self)

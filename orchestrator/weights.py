@@ -46,7 +46,7 @@ def check_weights_source(
     if cached:
         return f"{backbone}: timm's pretrained {hub_id} from the hub cache ({cached})"
     if online is None:
-        online = not _env_flag("HF_HUB_OFFLINE")
+        online = not _env_flag("HF_HUB_OFFLINE") and hub_reachable(hub_id)
     if online:
         return f"{backbone}: timm's pretrained {hub_id}, downloaded once per node into the hub cache"
     raise WeightsError(
@@ -126,6 +126,21 @@ def _hub_cache() -> str:
     home = os.environ.get("HF_HOME") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface")
     return os.path.join(home, "hub")
+
+
+def hub_reachable(hub_id: str, timeout: float = 5.0) -> bool:
+    """Whether the hub answers for ``hub_id`` now (a driver offline, or behind a proxy that
+    blocks it, must fail in the preflight rather than in every trial)."""
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    request = urllib.request.Request(f"{constants.ENDPOINT}/api/models/{hub_id}", method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _env_flag(name: str) -> bool:

@@ -254,7 +254,8 @@ def run_job(job: TrialJob, session: TrainSession | TuneSession) -> None:
         catalog = Catalog.from_dict(dict(job.catalog))
         cfg = resolve_weights(job.config, catalog)
         data: TrialData = assemble(cfg, catalog)
-        static = trial_static(cfg, data, session.world)
+        static = trial_static(cfg, data, session.world) | {
+            "images_skipped": images_skipped(cfg, catalog)}
         if session.rank == 0:
             info = model_info(cfg.model, data.skeleton.num_keypoints, cfg.data.input_size)
             static |= {"params_m": info.params_m, "gflops": info.gflops}
@@ -281,6 +282,13 @@ def trial_static(cfg: TrialConfig, data: TrialData, world: int) -> dict[str, Any
         "workers": world,
         "node": node_name(),
     }
+
+
+def images_skipped(cfg: TrialConfig, catalog: Catalog) -> int:
+    """Images of this trial's datasets that the preflight found bad and left out (skip)."""
+    from orchestrator.preflight import datasets_read
+
+    return sum(len(catalog.entry(name).skipped_image_ids) for name in datasets_read(cfg))
 
 
 def node_name() -> str:

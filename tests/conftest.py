@@ -16,6 +16,8 @@ SHARED_DATA = REPO.parent / "shared" / "data" / "real"
 os.environ.setdefault(
     "POSETUNE_DATA", str(Path(os.environ.get("TMPDIR", "/tmp")) / "posetune-test-data")
 )
+# Tests never download: timm's hub weights come only from caches the tests build.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Trials' decoded-image store: on disk for the tests, not in the node's /dev/shm (RAM).
 os.environ.setdefault(
     "POSETUNE_IMAGE_STORE", str(Path(os.environ.get("TMPDIR", "/tmp")) / "posetune-test-images")

@@ -69,7 +69,7 @@ def test_relative_paths_are_relative_to_the_catalog(
     lynx = catalog.entry("lynx-test")
     assert lynx.czechlynx == "s3://bucket/lynx.csv" and lynx.images == str(Path.home() / "lynx")
     assert lynx.bad_images == "skip"
-    assert catalog.weights_for("hrnet_w32") == str(tmp_path / "weights" / "hrnet_w32.pth")
+    assert catalog.weights["hrnet_w32"] == str(tmp_path / "weights" / "hrnet_w32.pth")
     assert catalog.data_dir == str(folder / "generated")
     instances, _, report = catalog.load("animalpose")
     assert len(instances) == 2 and report.kept == 2
@@ -78,7 +78,8 @@ def test_relative_paths_are_relative_to_the_catalog(
 
 
 def test_dataset_keys_are_the_entry_fields() -> None:
-    assert dataset_keys() == ("coco", "czechlynx", "images", "split", "generate", "bad_images")
+    assert dataset_keys() == ("coco", "czechlynx", "images", "split", "generate", "labels",
+                              "format", "sigmas", "bad_images")
     assert DatasetEntry("x", generate={"images": 3}).bad_images == "stop"
 
 
