@@ -70,6 +70,7 @@ def sweep_options(args: argparse.Namespace, results: str) -> Any:
         max_failures=args.max_failures, stages=tuple(args.stage or ()),
         tune_storage=args.tune_storage, ray_address=args.address, debug=args.debug,
         runner=args.runner, loggers=tuple(getattr(args, "log", None) or ()),
+        reuse=not args.no_reuse,
     )
 
 
@@ -80,6 +81,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     experiment = load_experiment(args.experiment)
     results = args.results or f"runs/{experiment.name}"
+    if args.plan:
+        from orchestrator.driver import plan_sweep
+
+        plan_sweep(experiment, sweep_options(args, results), args.throughput)
+        return 0
     outcome = run_sweep(experiment, sweep_options(args, results))
     print_results(outcome.store, experiment.name, format_table)
     return report_outcome(outcome)
@@ -263,6 +269,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", help="results URI: a local dir or s3://bucket/prefix "
                    "(default runs/EXPERIMENT)")
+    p.add_argument("--plan", action="store_true",
+                   help="print what the sweep would train (trials, image-epochs, reused "
+                   "trials, GPU-hours) and write it beside the results; trains nothing")
+    p.add_argument("--throughput", type=float, metavar="IMG_PER_S",
+                   help="training images per second per GPU, for --plan's GPU-hours")
+    p.add_argument("--no-reuse", action="store_true",
+                   help="train every trial, even one the results store already holds a "
+                   "finished trial with the same training identity for (from any experiment)")
     p.add_argument("--resume", action="store_true", help="skip trials already finished there")
     p.add_argument("--scale", default="full", help="trial sizes: full (the study's, default) or "
                    "smoke (seconds a trial on a CPU; numbers mean nothing)")

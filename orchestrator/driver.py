@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.cost_plan import SweepPlan, make_plan, render, write_plan
 from orchestrator.experiment import Experiment, Stage
 from orchestrator.planning import (
     RunSettings,
@@ -41,6 +42,7 @@ from orchestrator.planning import (
 from orchestrator.preflight import preflight
 from orchestrator.progress import SweepCallback
 from orchestrator.results import ResultsStore
+from orchestrator.reuse import reuse
 from orchestrator.storage import join
 from orchestrator.store_lock import store_lock
 from orchestrator.tuning import build_tuner
@@ -196,9 +198,13 @@ def run_sweep(
         tune_storage=absolute(options.tune_storage) if options.tune_storage else None,
     )
     choose_runner(options)  # a bad --runner fails before anything starts
-    planned, catalog = preflight(experiment, options, say)
+    sizes: dict[str, int] = {}
+    planned, catalog = preflight(experiment, options, say, sizes)
     store = ResultsStore(options.results)
     with store_lock(store.uri):
+        # The plan, as --plan prints it, beside the results: what was to be trained.
+        write_plan(make_plan(experiment, planned, sizes, options, catalog.to_dict()),
+                   options.results)
         init_ray(options)
         resources = plan_resources(options)
         say(f"resources per trial: {resources.workers} worker(s) x {resources.per_worker}"
@@ -227,6 +233,21 @@ def run_sweep(
     return outcome
 
 
+def plan_sweep(
+    experiment: Experiment, options: SweepOptions, throughput: float | None = None,
+    say: Callable[[str], None] = say_now,
+) -> SweepPlan:
+    """``--plan``: the preflight and the cost of every stage, written beside the results;
+    nothing is trained and no Ray cluster starts."""
+    options = dataclasses.replace(options, results=absolute(options.results))
+    sizes: dict[str, int] = {}
+    planned, catalog = preflight(experiment, options, say, sizes)
+    plan = make_plan(experiment, planned, sizes, options, catalog.to_dict(), throughput)
+    say(render(plan).rstrip())
+    say(f"plan written to {write_plan(plan, options.results)}")
+    return plan
+
+
 def dependencies(stage: Stage, jobs: list[TrialJob]) -> set[str]:
     """Stages this one needs: declared, and those its weights references name."""
     needed = set(stage.depends_on)
@@ -237,13 +258,16 @@ def dependencies(stage: Stage, jobs: list[TrialJob]) -> set[str]:
 
 def jobs_to_run(
     experiment: Experiment, stage: Stage, jobs: list[TrialJob], store: ResultsStore,
-    resume: bool, say: Callable[[str], None],
+    resume: bool, say: Callable[[str], None], reuse_trials: bool = True,
 ) -> list[TrialJob]:
     """References resolved; with ``--resume``, grid jobs whose finished row has the same
-    digest are skipped, and changed ones are named and rerun."""
+    digest are skipped, and changed ones are named and rerun; then trials another
+    experiment (or stage) of the store already trained are reused, not trained."""
     jobs = [resolve_references(job, store, experiment) for job in jobs]
-    if not resume or stage.search != "grid":
+    if stage.search != "grid":
         return jobs
+    if not resume:
+        return reuse(jobs, store, say) if reuse_trials else jobs
     done = store.finished_rows(experiment.name)
     todo, changed = [], []
     for job in jobs:
@@ -261,7 +285,7 @@ def jobs_to_run(
     if len(todo) < len(jobs):
         say(f"{tag} resuming: {len(jobs) - len(todo)} finished trial(s) skipped, "
             f"{len(todo)} to run")
-    return todo
+    return reuse(todo, store, say) if reuse_trials else todo
 
 
 def json_loads(text: str | None) -> dict[str, Any]:
@@ -279,9 +303,10 @@ def run_stage(
     say: Callable[[str], None],
 ) -> bool:
     """Run one stage; True when every one of its trials ended ok or stopped."""
-    todo = jobs_to_run(experiment, stage, jobs, store, options.resume, say)
+    todo = jobs_to_run(experiment, stage, jobs, store, options.resume, say, options.reuse)
     if stage.search == "grid" and not todo:
         say(f"[{experiment.name}/{stage.name}] all {len(jobs)} trial(s) already finished")
+        outcome.counts["ok"] = outcome.counts.get("ok", 0) + len(jobs)
         return True
     # A grid stage is one Tune run; an optuna stage is one TPE study per seed (--seeds N:
     # N independent searches, each with its own sampler seed and training seed).

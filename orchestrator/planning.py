@@ -11,11 +11,13 @@ row can never say something other than what ran.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from orchestrator.experiment import (
@@ -53,6 +55,7 @@ class SweepOptions:
     debug: bool = False
     runner: str = "auto"  # auto | tune (in-process trial) | train (TorchTrainer, DDP)
     loggers: tuple[str, ...] = ()  # --log mlflow[=URI] | tensorboard | wandb
+    reuse: bool = True  # trials already trained in the store (any experiment) are not rerun
 
     @property
     def scale_of(self) -> Scale:
@@ -106,13 +109,17 @@ class TrialJob:
 
     @property
     def digest(self) -> str:
-        """Hash of the full config and the catalog entries of the datasets it reads."""
+        """The training identity: the full config, the catalog entries of the datasets it
+        reads (hence the same subsets), where its initial weights come from, and the code
+        version of the training path. Equal digests train the same thing: ``--resume``
+        skips such a finished trial, and any experiment may reuse it (orchestrator.reuse)."""
         data = self.config.data
         used = {n for n in (data.base, data.real, data.synthetic, data.test) if n}
         entries = {n: e for n, e in self.catalog.get("datasets", {}).items() if n in used}
         weights = self.catalog.get("weights", {}).get(self.config.model.backbone)
         blob = json.dumps({"config": self.config.to_dict(), "datasets": entries,
-                           "weights": weights}, sort_keys=True, default=str)
+                           "weights": weights, "code": code_version()},
+                          sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def checkpoint_name(self, tune_trial_id: str | None = None) -> str:
@@ -122,6 +129,18 @@ class TrialJob:
         raw = f"{self.experiment}-{self.stage}-{self.variant_id}-seed{self.seed}"
         name = re.sub(r"[^A-Za-z0-9_.=,-]+", "_", raw)[:180]
         return f"{name}-{tune_trial_id}" if self.sampled and tune_trial_id else name
+
+
+@functools.cache
+def code_version() -> str:
+    """Hash of the training path's source: every pose_core module and the trial's data
+    assembly. Any change to them is a new training identity."""
+    root = Path(__file__).resolve().parents[1]
+    files = sorted((root / "pose_core").glob("*.py")) + [root / "orchestrator" / "trialdata.py"]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def build_job(

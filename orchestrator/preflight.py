@@ -62,9 +62,10 @@ def datasets_read(config: TrialConfig) -> set[str]:
 
 def preflight(
     experiment: Experiment, options: SweepOptions, say: Callable[[str], None] = print,
+    sizes: dict[str, int] | None = None,
 ) -> tuple[Planned, Catalog]:
-    """Plan every trial and check everything it will read. Returns the jobs (with the
-    catalog attached) and the catalog."""
+    """Plan every trial and check everything it will read. Returns the jobs and the checked
+    catalog; ``sizes`` (when given) receives each dataset's number of instances."""
     planned = plan(experiment, options)
     catalog = make_catalog(options, planned)
     names: set[str] = set()
@@ -80,6 +81,8 @@ def preflight(
     for name, (report, images, skeleton) in catalog.validate(names, say).items():
         say("  " + report.summary())
         available[name], skeletons[name] = images, skeleton
+        if sizes is not None:
+            sizes[name] = report.kept
     catalog = check_images(catalog, names, say)
     for jobs in planned.values():
         for job in jobs:

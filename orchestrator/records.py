@@ -134,7 +134,7 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
         config_json=json.dumps(cfg.to_dict(), sort_keys=True), job_digest=job.digest,
         scale=job.scale,
         subset_digest=str(last.get("subset_digest", "")),
-        **{name: metric(name) for name in METRIC_NAMES},
+        **{name: metric(name) for name in METRIC_NAMES},  # type: ignore[arg-type]
         pck_per_keypoint=[float(v) for v in last.get("pck_per_keypoint", [])] or None,
         keypoint_names=list(last.get("keypoint_names", [])) or None,
         sigma_set=cfg.eval.sigmas, sigma_digest=str(last.get("sigma_digest", "")),

@@ -97,6 +97,9 @@ class TrialRecord:
     scale: str | None = None  # full | smoke (None in files from before scales)
     # Images of the trial's datasets left out as undecodable (catalog bad_images = "skip").
     images_skipped: int | None = None
+    # "EXPERIMENT/STAGE/VARIANT/seed=N" of the finished trial whose training this row reuses
+    # (the same job digest: orchestrator.reuse); None when the trial trained itself.
+    reused_from: str | None = None
 
     def __post_init__(self) -> None:
         _normalise_fields(self)

@@ -1,0 +1,122 @@
+"""``posetune sweep ... --plan``: what a sweep will cost, before it runs (Ray-free).
+
+Per stage and in total: trials, image-epochs (training images x epochs, the unit of work),
+how many trials the results store already holds with the same training identity (reused,
+not trained: :mod:`orchestrator.reuse`), and GPU-hours from a throughput figure in training
+images per second. There is no default throughput yet: no GPU figure has been measured for
+this code (BENCHMARKS.md), and a CPU figure would mislead, so GPU-hours are shown only with
+``--throughput``. Sampled (TPE) stages count their epochs axis at its maximum: an upper bound.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tabulate import tabulate
+
+from orchestrator.experiment import Experiment, IntRange
+from orchestrator.planning import SweepOptions, TrialJob, search_axes
+from orchestrator.results import ResultsStore
+from orchestrator.reuse import finished_by_digest
+from orchestrator.storage import join, write_bytes_atomic
+
+
+@dataclass
+class StagePlan:
+    stage: str
+    trials: int
+    image_epochs: int
+    reused: int = 0
+    reused_image_epochs: int = 0
+    upper_bound: bool = False  # sampled stage: epochs at the axis maximum
+
+    @property
+    def trained_image_epochs(self) -> int:
+        return self.image_epochs - self.reused_image_epochs
+
+
+@dataclass
+class SweepPlan:
+    experiment: str
+    scale: str
+    stages: list[StagePlan] = field(default_factory=list)
+    throughput: float | None = None  # training images per second per GPU
+
+    def total(self, key: str) -> int:
+        return sum(int(getattr(s, key)) for s in self.stages)
+
+    def gpu_hours(self, image_epochs: int) -> float | None:
+        return None if not self.throughput else image_epochs / self.throughput / 3600
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"experiment": self.experiment, "scale": self.scale,
+                "throughput": self.throughput,
+                "stages": [asdict(s) | {"trained_image_epochs": s.trained_image_epochs}
+                           for s in self.stages],
+                "image_epochs": self.total("image_epochs"),
+                "trained_image_epochs": self.total("trained_image_epochs"),
+                "gpu_hours": self.gpu_hours(self.total("trained_image_epochs"))}
+
+
+def train_images(job: TrialJob, sizes: dict[str, int]) -> int:
+    """Instances one epoch trains on: the base set (or ``base_count`` of it) + the draws."""
+    data = job.config.data
+    base = 0
+    if data.base:
+        base = data.base_count if data.base_count is not None else sizes.get(data.base, 0)
+    return base + (data.real_count if data.real else 0) + \
+        (data.synthetic_count if data.synthetic else 0)
+
+
+def make_plan(
+    experiment: Experiment, planned: dict[str, list[TrialJob]], sizes: dict[str, int],
+    options: SweepOptions, catalog: dict[str, Any], throughput: float | None = None,
+) -> SweepPlan:
+    """The cost of ``planned`` (jobs from the preflight; ``sizes``: instances per dataset)."""
+    store = ResultsStore(options.results)
+    done = finished_by_digest(store) if options.reuse else {}
+    plan = SweepPlan(experiment.name, options.scale_of.name, throughput=throughput)
+    for name, jobs in planned.items():
+        stage = experiment.stage(name)
+        if stage.search == "optuna":
+            axis = search_axes(stage, options.scale_of).get("train.epochs")
+            epochs = axis.high if isinstance(axis, IntRange) else jobs[0].config.train.epochs
+            per_trial = train_images(jobs[0], sizes) * epochs
+            count = stage.num_samples * len(jobs)
+            plan.stages.append(StagePlan(name, count, per_trial * count, upper_bound=True))
+            continue
+        entry = StagePlan(name, len(jobs), 0)
+        for job in jobs:
+            work = train_images(job, sizes) * job.config.train.epochs
+            entry.image_epochs += work
+            ready = job.__class__(**{**job.__dict__, "catalog": catalog})
+            if ready.digest in done:
+                entry.reused += 1
+                entry.reused_image_epochs += work
+        plan.stages.append(entry)
+    return plan
+
+
+def render(plan: SweepPlan) -> str:
+    def hours(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.2f}"
+
+    rows = [[s.stage, s.trials, s.reused, f"{'<=' if s.upper_bound else ''}{s.image_epochs:,}",
+             f"{s.trained_image_epochs:,}", hours(plan.gpu_hours(s.trained_image_epochs))]
+            for s in plan.stages]
+    rows.append(["total", plan.total("trials"), plan.total("reused"),
+                 f"{plan.total('image_epochs'):,}", f"{plan.total('trained_image_epochs'):,}",
+                 hours(plan.gpu_hours(plan.total("trained_image_epochs")))])
+    table = tabulate(rows, headers=["stage", "trials", "reused", "image-epochs",
+                                    "to train", "GPU-hours"], disable_numparse=True)
+    note = (f"GPU-hours at {plan.throughput:g} training images/s per GPU" if plan.throughput
+            else "GPU-hours: pass --throughput IMG_PER_S (no GPU figure measured yet)")
+    return f"plan for {plan.experiment} at scale {plan.scale}\n{table}\n{note}\n"
+
+
+def write_plan(plan: SweepPlan, results: str) -> str:
+    uri = join(results, "plan", f"{plan.experiment}.json")
+    write_bytes_atomic(uri, json.dumps(plan.to_dict(), indent=2).encode())
+    return uri
