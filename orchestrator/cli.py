@@ -128,6 +128,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"sigmas {values['sigma_set']} ({values['sigma_digest']}), area rule "
           f"{values['area_rule']}, PCK normaliser {values['pck_normaliser']}, "
           f"{values['num_instances']} instances")
+    if args.per_keypoint:
+        from pose_core.metrics import keypoint_names, keypoint_table
+
+        print(keypoint_table(result, keypoint_names(args.gt)))
     return 0
 
 
@@ -266,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pck-normaliser", choices=["bbox", "diagonal", "sqrt_area"], default="bbox")
     p.add_argument("--pck-threshold", type=float, default=0.05)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--per-keypoint", action="store_true", help="also print AP, PCK, normalised "
+                   "error and left/right swap rate per keypoint")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("model-info", help="parameters, GFLOPs and heatmap shape of a model")

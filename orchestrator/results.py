@@ -128,6 +128,11 @@ class TrialRecord:
     # Seconds from Tune starting the trial to the end of its first optimizer step (the
     # orchestration overhead: process, imports, data, model); None in files from before.
     startup_s: float | None = None
+    # Per keypoint (pose_core.keypoint_metrics): one-keypoint OKS AP, mean error / box size,
+    # left/right swap rate; None in files from before.
+    ap_per_keypoint: list[float] | None = None
+    error_per_keypoint: list[float] | None = None
+    swap_rate_per_keypoint: list[float] | None = None
 
     def __post_init__(self) -> None:
         _normalise_fields(self)

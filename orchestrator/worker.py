@@ -322,8 +322,10 @@ def carry_metrics(row: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
     for key in ("AP", "AP50", "AP75", "AP85", "AR", "PCK05"):
         out.setdefault(key, last.get(key, 0.0))
-    if "pck_per_keypoint" not in out and "pck_per_keypoint" in last:
-        out["pck_per_keypoint"] = last["pck_per_keypoint"]
+    for key in ("pck_per_keypoint", "ap_per_keypoint", "error_per_keypoint",
+                "swap_rate_per_keypoint"):
+        if key not in out and key in last:
+            out[key] = last[key]
     return out
 
 

@@ -41,6 +41,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from pose_core.keypoint_metrics import box_normaliser, keypoint_ap, keypoint_errors
 from pose_core.records import DataError
 from pose_core.skeletons import (
     SigmaError,
@@ -73,12 +74,22 @@ class MetricResult:
     pck_normaliser: str
     pck_threshold: float
     num_instances: int
+    # Per keypoint (see pose_core.keypoint_metrics): one-keypoint OKS AP (-1: no labelled GT),
+    # mean error / normaliser and left/right swap rate (NaN: nothing to score).
+    ap_per_keypoint: tuple[float, ...] = ()
+    error_per_keypoint: tuple[float, ...] = ()
+    swap_rate_per_keypoint: tuple[float, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain values (the per-keypoint tuple as a list) for results rows and JSON."""
+        """Plain values (the per-keypoint tuples as lists) for results rows and JSON."""
         values = dataclasses.asdict(self)
-        values["pck_per_keypoint"] = list(self.pck_per_keypoint)
+        for key in PER_KEYPOINT:
+            values[key] = list(getattr(self, key))
         return values
+
+
+PER_KEYPOINT = ("pck_per_keypoint", "ap_per_keypoint", "error_per_keypoint",
+                "swap_rate_per_keypoint")
 
 
 # ------------------------------------------------------------------ public entry points
@@ -94,15 +105,18 @@ def evaluate_coco(
     pck_threshold: float = 0.05,
     *,
     source: str = "<ground truth>",
+    flip_index: Sequence[int] | None = None,
 ) -> MetricResult:
     """Score COCO keypoint results against a COCO keypoint GT dict.
 
     ``predictions`` are COCO results: ``image_id``, ``category_id``, ``keypoints``
     ``[x, y, s] * K`` and ``score``. ``sigmas`` is ``(K,)``; a different length raises
     :class:`SigmaError`. Neither input is modified. ``source`` names the GT in errors.
+    ``flip_index`` (mirror keypoint of each keypoint) enables the left/right swap rates.
     """
     return _evaluate(
-        gt, predictions, sigmas, sigma_set, area_rule, pck_normaliser, pck_threshold, source
+        gt, predictions, sigmas, sigma_set, area_rule, pck_normaliser, pck_threshold, source,
+        flip_index=flip_index,
     )
 
 
@@ -116,6 +130,7 @@ def evaluate_predictions(
     area_rule: AreaRule = "given",
     pck_normaliser: PckNormaliser = "bbox",
     pck_threshold: float = 0.05,
+    flip_index: Sequence[int] | None = None,
 ) -> MetricResult:
     """Top-down evaluation with GT boxes: prediction i belongs to record i.
 
@@ -156,6 +171,7 @@ def evaluate_predictions(
         pck_threshold,
         "<gt_records>",
         pairs,
+        flip_index=flip_index,
     )
 
 
@@ -178,7 +194,8 @@ def evaluate_files(
             f"{pred_path}: expected a COCO results list, got {type(predictions).__name__}"
         )
     category = _keypoint_category(gt, str(gt_path))
-    vector = resolve_sigmas(sigmas, skeleton_from_coco_category(category, str(gt_path)))
+    skeleton = skeleton_from_coco_category(category, str(gt_path))
+    vector = resolve_sigmas(sigmas, skeleton)
     return _evaluate(
         gt,
         predictions,
@@ -189,7 +206,39 @@ def evaluate_files(
         float(options.pop("pck_threshold", 0.05)),
         str(gt_path),
         unknown=options,
+        flip_index=skeleton.flip_index,
     )
+
+
+def keypoint_names(gt_path: str | Path) -> list[str]:
+    """The keypoint names of a COCO keypoint GT file's category."""
+    gt = json.loads(Path(gt_path).read_text())
+    return [str(name) for name in _keypoint_category(gt, str(gt_path)).get("keypoints", [])]
+
+
+def keypoint_table(result: MetricResult, names: Sequence[str] = ()) -> str:
+    """Per-keypoint AP, PCK, normalised error and swap rate as aligned text, one keypoint a line.
+
+    Missing values (-1 AP, NaN) print as ``-``; names default to ``k0, k1, ...``.
+    """
+    k = len(result.pck_per_keypoint)
+    labels = list(names) if len(names) == k else [f"k{j}" for j in range(k)]
+    width = max([len("keypoint"), *(len(name) for name in labels)])
+    pck = f"PCK@{result.pck_threshold:g}"
+    lines = [f"{'keypoint':<{width}}  {'AP':>6}  {pck:>8}  {'error':>6}  {'swap':>6}"]
+    columns = (result.ap_per_keypoint, result.pck_per_keypoint, result.error_per_keypoint,
+               result.swap_rate_per_keypoint)
+    for j, label in enumerate(labels):
+        cells = [_number(column[j] if j < len(column) else math.nan) for column in columns]
+        lines.append(f"{label:<{width}}  {cells[0]:>6}  {cells[1]:>8}  {cells[2]:>6}  "
+                     f"{cells[3]:>6}")
+    lines.append(f"error: mean distance / {result.pck_normaliser} size; swap: share of "
+                 "predictions nearer the mirrored keypoint's GT")
+    return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    return "-" if not math.isfinite(value) or value < 0 else f"{value:.4f}"
 
 
 def instance_score(
@@ -215,6 +264,7 @@ def _evaluate(
     source: str,
     pairs: dict[int, int] | None = None,
     unknown: dict[str, Any] | None = None,
+    flip_index: Sequence[int] | None = None,
 ) -> MetricResult:
     if unknown:
         raise TypeError(
@@ -239,6 +289,10 @@ def _evaluate(
         pairs = match_by_oks(gt, predictions, vector)
     per_keypoint = _pck(gt, predictions, pairs, pck_normaliser, pck_threshold, k)
     counted = per_keypoint[~np.isnan(per_keypoint)]
+    if flip_index is not None and len(flip_index) != k:
+        raise ValueError(f"{source}: flip_index has {len(flip_index)} entries, GT has K={k}")
+    errors, swaps = keypoint_errors(
+        _scored_gt(gt), predictions, pairs, pck_normaliser, flip_index, k)
     return MetricResult(
         AP=float(stats[0]),
         AP50=float(stats[1]),
@@ -253,6 +307,9 @@ def _evaluate(
         pck_normaliser=pck_normaliser,
         pck_threshold=float(pck_threshold),
         num_instances=len(_scored_gt(gt)),
+        ap_per_keypoint=tuple(float(v) for v in keypoint_ap(gt, predictions, vector)),
+        error_per_keypoint=tuple(float(v) for v in errors),
+        swap_rate_per_keypoint=tuple(float(v) for v in swaps),
     )
 
 
@@ -341,13 +398,7 @@ def _pck(
     correct = np.zeros(k)
     for ann in _scored_gt(gt):
         g = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
-        w, h = float(ann["bbox"][2]), float(ann["bbox"][3])
-        if normaliser == "bbox":
-            norm = max(w, h)
-        elif normaliser == "diagonal":
-            norm = math.hypot(w, h)
-        else:
-            norm = math.sqrt(max(float(ann["area"]), 0.0))
+        norm = box_normaliser(ann, normaliser)
         if not norm > 0:
             continue
         labelled = g[:, 2] > 0
