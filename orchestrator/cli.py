@@ -188,6 +188,13 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from orchestrator.report import build_report
+
+    print(build_report(args.results, args.out, args.experiment, args.catalog, args.pose_images))
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from orchestrator.tables import render_plot
 
@@ -260,6 +267,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("report", help="a static HTML report of the results: tables, curves, "
+                       "per-keypoint errors, poses, configs, provenance")
+    p.add_argument("results", help="results URI: a local dir or s3://bucket/prefix")
+    p.add_argument("--experiment", help="only this experiment (default: every one in RESULTS)")
+    p.add_argument("--out", required=True, help="folder for index.html and its figures/")
+    p.add_argument("--catalog", help="the sweep's data catalog TOML, for the best trial's test "
+                   "images (default: generated data)")
+    p.add_argument("--pose-images", type=int, default=3, help="hardest and easiest test "
+                   "instances of the best trial to draw, N of each (0: none)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("eval", help="score COCO-format predictions against ground truth")
     p.add_argument("--gt", required=True)

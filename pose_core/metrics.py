@@ -376,6 +376,17 @@ def match_by_oks(
     return pairs
 
 
+def instance_oks(
+    pred_xy: np.ndarray, gt_keypoints: np.ndarray, area: float, sigmas: np.ndarray
+) -> float:
+    """OKS of one prediction ``(K, 2)`` against one GT ``(K, 3)`` (pycocotools' formula);
+    NaN when the GT has no labelled keypoint."""
+    if not (np.asarray(gt_keypoints)[:, 2] > 0).any():
+        return math.nan
+    ann = {"keypoints": np.asarray(gt_keypoints, dtype=np.float64).ravel(), "area": area}
+    return _oks(np.asarray(pred_xy, dtype=np.float64), ann, (2.0 * np.asarray(sigmas)) ** 2)
+
+
 def _oks(xy: np.ndarray, ann: dict[str, Any], variances: np.ndarray) -> float:
     """pycocotools' OKS of one prediction ``(K, 2)`` against one GT with labelled keypoints."""
     g = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
