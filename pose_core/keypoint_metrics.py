@@ -54,8 +54,36 @@ def keypoint_ap(
 
     ``gt`` is prepared (areas set, ``iscrowd`` filled), as :mod:`pose_core.metrics` passes it.
     """
-    groups = _groups(gt, predictions, len(sigmas))
-    return np.array([_ap_one(groups, j, float(s)) for j, s in enumerate(sigmas)])
+    k = len(sigmas)
+    parts: list[dict[Any, list[tuple[Any, ...]]]] = [defaultdict(list) for _ in range(k)]
+    for group in _groups(gt, predictions, k):
+        matched, ignored, ignore = _match_all(group, np.asarray(sigmas, dtype=np.float64))
+        positives = (~ignore).sum(axis=1)
+        for j in range(k):
+            parts[j][group["category"]].append(
+                (group["score"], matched[j], ignored[j], int(positives[j])))
+    out = []
+    for per_category in parts:
+        precisions = [p for items in per_category.values() if (p := _precision(items)) is not None]
+        valid = np.concatenate(precisions) if precisions else np.empty(0)
+        out.append(float(valid.mean()) if valid.size else -1.0)
+    return np.array(out)
+
+
+def _match_all(group: dict[str, Any], sigmas: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(K, T, D)`` matched and ignored flags of one image, and the ``(K, G)`` GT ignore."""
+    crowd = group["crowd"]
+    ignore = crowd[None, :] | (group["gt_xyv"][:, :, 2].T <= 0)
+    k, d, g = len(sigmas), len(group["score"]), len(crowd)
+    if not (d and g):
+        empty = np.zeros((k, len(OKS_THRESHOLDS), d), dtype=bool)
+        return empty, empty, ignore
+    oks = _oks_all(group, sigmas)
+    if d == 1 and g == 1:  # one prediction, one GT (top-down on GT boxes): nothing competes
+        matched = oks[:, 0, 0][:, None, None] >= np.minimum(OKS_THRESHOLDS, 1 - 1e-10)[:, None]
+        return matched, matched & ignore[:, None, :], ignore
+    pairs = [_match(oks[j], ignore[j], crowd) for j in range(k)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), ignore
 
 
 def _groups(
@@ -92,22 +120,20 @@ def _groups(
     return groups
 
 
-def _oks_one(group: dict[str, Any], j: int, sigma: float) -> np.ndarray:
-    """``(D, G)`` pycocotools OKS of keypoint ``j`` alone, including its unlabelled-GT rule."""
-    gt, dt = group["gt_xyv"][:, j], group["dt_xy"][:, j]
-    variance = (2.0 * sigma) ** 2
-    dx = dt[:, None, 0] - gt[None, :, 0]
-    dy = dt[:, None, 1] - gt[None, :, 1]
+def _oks_all(group: dict[str, Any], sigmas: np.ndarray) -> np.ndarray:
+    """``(K, D, G)`` pycocotools OKS of each keypoint alone, with its unlabelled-GT rule."""
+    gt = group["gt_xyv"].transpose(1, 0, 2)[:, None]  # (K, 1, G, 3)
+    dt = group["dt_xy"].transpose(1, 0, 2)[:, :, None]  # (K, D, 1, 2)
+    squared = ((dt - gt[..., :2]) ** 2).sum(axis=-1)
     # pycocotools: a GT without labelled keypoints scores the distance outside its box,
     # doubled on each side; such a GT is ignored, but matching one still hides a prediction.
     x, y, w, h = (group["bbox"][:, i] for i in range(4))
-    outside_x = np.maximum(0, (x - w)[None] - dt[:, None, 0]) + np.maximum(
-        0, dt[:, None, 0] - (x + 2 * w)[None])
-    outside_y = np.maximum(0, (y - h)[None] - dt[:, None, 1]) + np.maximum(
-        0, dt[:, None, 1] - (y + 2 * h)[None])
-    labelled = (gt[:, 2] > 0)[None]
-    squared = np.where(labelled, dx**2 + dy**2, outside_x**2 + outside_y**2)
-    return np.asarray(np.exp(-squared / variance / (group["area"][None] + np.spacing(1)) / 2))
+    px, py = dt[..., 0], dt[..., 1]
+    outside_x = np.maximum(0, (x - w) - px) + np.maximum(0, px - (x + 2 * w))
+    outside_y = np.maximum(0, (y - h) - py) + np.maximum(0, py - (y + 2 * h))
+    squared = np.where(gt[..., 2] > 0, squared, outside_x**2 + outside_y**2)
+    variance = ((2.0 * sigmas) ** 2)[:, None, None]
+    return np.asarray(np.exp(-squared / variance / (group["area"] + np.spacing(1)) / 2))
 
 
 def _match(oks: np.ndarray, ignore: np.ndarray, crowd: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -133,26 +159,9 @@ def _match(oks: np.ndarray, ignore: np.ndarray, crowd: np.ndarray) -> tuple[np.n
     return matched, ignored
 
 
-def _ap_one(groups: list[dict[str, Any]], j: int, sigma: float) -> float:
-    per_category: dict[Any, list[tuple[np.ndarray, ...]]] = defaultdict(list)
-    for group in groups:
-        crowd = group["crowd"]
-        ignore = crowd | (group["gt_xyv"][:, j, 2] <= 0)
-        d, g = len(group["score"]), len(crowd)
-        if d and g:
-            matched, ignored = _match(_oks_one(group, j, sigma), ignore, crowd)
-        else:
-            matched = ignored = np.zeros((len(OKS_THRESHOLDS), d), dtype=bool)
-        per_category[group["category"]].append(
-            (group["score"], matched, ignored, np.array([int((~ignore).sum())])))
-    precisions = [p for parts in per_category.values() if (p := _precision(parts)) is not None]
-    valid = np.concatenate(precisions) if precisions else np.empty(0)
-    return float(valid.mean()) if valid.size else -1.0
-
-
 def _precision(parts: list[tuple[np.ndarray, ...]]) -> np.ndarray | None:
     """pycocotools ``accumulate`` for one category: ``(T * R,)`` precision, None without GT."""
-    positives = int(sum(p[3][0] for p in parts))
+    positives = int(sum(p[3] for p in parts))
     if positives == 0:
         return None
     scores = np.concatenate([p[0] for p in parts])
