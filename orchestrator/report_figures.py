@@ -179,7 +179,8 @@ def pose_gallery(
         image = load_image(inst.image_path).copy()  # BGR, as cv2 draws and writes
         draw_pose(image, np.asarray(inst.keypoints), skeleton, (60, 200, 60), (0, 160, 0), 0.5)
         predicted = np.concatenate([coords[j], scores[j][:, None]], axis=1)
-        draw_pose(image, predicted, skeleton, (60, 60, 230), (0, 0, 200), 0.2)
+        # every predicted point, whatever its score: a weak model's guesses are the point here
+        draw_pose(image, predicted, skeleton, (60, 60, 230), (0, 0, 200), -math.inf)
         name = f"figures/{prefix}-pose-{n:02d}-{kind}.jpg"
         cv2.imwrite(str(out_dir / name), _crop(image, inst.bbox))
         out.append((name, f"{kind}: OKS {oks[j]:.2f}, {Path(inst.image_path).name}"))
