@@ -148,6 +148,9 @@ def pose_gallery(
 ) -> list[tuple[str, str]]:
     """``count`` hardest and easiest test instances of the best trial by OKS, drawn with GT
     (green) and prediction (red); returns ``(relative png path, caption)`` pairs."""
+    uri = str(best["checkpoint_uri"])
+    if "://" not in uri and not Path(uri).exists():  # before importing torch: seconds saved
+        raise FileNotFoundError(f"checkpoint {uri} not found")
     import json
 
     import cv2
@@ -159,7 +162,7 @@ def pose_gallery(
     from pose_core.readers import load_image
     from pose_core.skeletons import resolve_sigmas
 
-    model, cfg, skeleton = load_trained(str(best["checkpoint_uri"]))
+    model, cfg, skeleton = load_trained(uri)
     recorded = json.loads(best["config_json"] or "{}")
     if recorded and recorded != cfg.to_dict():
         raise ValueError("the checkpoint's config differs from the trial row's")

@@ -69,7 +69,7 @@ def test_report_of_a_study_experiment_has_every_part(tmp_path: Path) -> None:
         assert not source.startswith(("/", "http")), source  # relative: opens from disk or S3
         with Image.open(page.parent / source) as image:
             assert image.format == "PNG" and image.width > 200
-    assert "Pose images of" in html and "not drawn" in html  # the missing checkpoint is named
+    assert "not drawn: FileNotFoundError: checkpoint /ckpt/augmentations" in html  # named
     assert "<code>data.augment</code>: none &rarr; noise" in html  # diff from the baseline
     assert "baseline of search_spaces/augmentations" in html
     assert "GPU-hours" in html and "2.60" in html and "2026-01-02" in html
