@@ -127,4 +127,4 @@ def test_report_of_100_trials_takes_seconds(tmp_path: Path) -> None:
     seconds = time.perf_counter() - start
     print(f"report of {len(rows)} trials, {4 * len(rows)} epoch rows: {seconds:.1f} s")
     assert html.count("<tr><td>lr=") == 50
-    assert seconds < 30, seconds  # measured ~3 s on 2 busy cores; 30 s flags a regression
+    assert seconds < 30, seconds  # measured 5-7 s on 2 busy cores; 30 s flags a regression
