@@ -75,7 +75,9 @@ def test_report_of_a_study_experiment_has_every_part(tmp_path: Path) -> None:
     assert "GPU-hours" in html and "2.60" in html and "2026-01-02" in html
 
 
-def test_unknown_experiment_falls_back_to_per_variant_means(tmp_path: Path) -> None:
+def test_unknown_experiment_falls_back_to_per_variant_means(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = ResultsStore(str(tmp_path / "results"))
     base = TrialConfig()
     rows = [
@@ -84,12 +86,24 @@ def test_unknown_experiment_falls_back_to_per_variant_means(tmp_path: Path) -> N
         for n, (lr, seed) in enumerate((lr, s) for lr in (1e-3, 1e-4) for s in (0, 1))
     ]
     fill(store, rows)
+
+    def first_table(html: str) -> str:
+        table = re.search(r"<table>(.*?)</table>", html, re.S)
+        assert table is not None
+        return table.group(1)
+
+    # whatever render_table makes of an experiment without a study layout: one row a variant
     html = build_report(store.uri, tmp_path / "report", pose_images=0).read_text()
+    assert first_table(html).count("<tr>") == 3  # header + 2 variants
+    assert "most common value of each key" in html and "Pose images not requested" in html
+
+    def no_table(name: str, uri: str) -> str:
+        raise ValueError(f"no table named {name!r}")
+
+    monkeypatch.setattr("orchestrator.report.render_table", no_table)
+    html = build_report(store.uri, tmp_path / "fallback", pose_images=0).read_text()
     assert "Per-variant means" in html and "No study table for my-ablation" in html
-    assert "most common value of each key" in html
-    assert "Pose images not requested" in html
-    table = re.search(r"<table>(.*?)</table>", html, re.S)
-    assert table is not None and table.group(1).count("<tr>") == 3  # header + 2 variants
+    assert first_table(html).count("<tr>") == 3 and "0.305 ± " in first_table(html)  # 0.30, 0.31
 
 
 def test_parse_markdown_table_keeps_bold_and_footer() -> None:
