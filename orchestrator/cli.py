@@ -174,6 +174,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"sigmas {values['sigma_set']} ({values['sigma_digest']}), area rule "
           f"{values['area_rule']}, PCK normaliser {values['pck_normaliser']}, "
           f"{values['num_instances']} instances")
+    if args.per_keypoint:
+        from pose_core.metrics import keypoint_names, keypoint_table
+
+        print(keypoint_table(result, keypoint_names(args.gt)))
     return 0
 
 
@@ -251,6 +255,13 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from orchestrator.report import build_report
+
+    print(build_report(args.results, args.out, args.experiment, args.catalog, args.pose_images))
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     name, results = named_or_generic(args)
     if name is not None:
@@ -267,6 +278,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
+    from orchestrator.trackers import add_log_argument
+
+    add_log_argument(p)
     p.add_argument("--results", help="results URI: a local dir or s3://bucket/prefix "
                    "(default runs/EXPERIMENT)")
     p.add_argument("--plan", action="store_true",
@@ -362,6 +376,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the PNG to write")
     p.set_defaults(func=cmd_plot)
 
+    p = sub.add_parser("report", help="a static HTML report of the results: tables, curves, "
+                       "per-keypoint errors, poses, configs, provenance")
+    p.add_argument("results", help="results URI: a local dir or s3://bucket/prefix")
+    p.add_argument("--experiment", help="only this experiment (default: every one in RESULTS)")
+    p.add_argument("--out", required=True, help="folder for index.html and its figures/")
+    p.add_argument("--catalog", help="the sweep's data catalog TOML, for the best trial's test "
+                   "images (default: generated data)")
+    p.add_argument("--pose-images", type=int, default=3, help="hardest and easiest test "
+                   "instances of the best trial to draw, N of each (0: none)")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("eval", help="score COCO-format predictions against ground truth")
     p.add_argument("--gt", required=True, help="COCO keypoint JSON, checked as the sweep "
                    "checks it")
@@ -372,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pck-normaliser", choices=["bbox", "diagonal", "sqrt_area"], default="bbox")
     p.add_argument("--pck-threshold", type=float, default=0.05)
     p.add_argument("--json", action="store_true", help="one strict JSON object (null for NaN)")
+    p.add_argument("--per-keypoint", action="store_true", help="also print AP, PCK, normalised "
+                   "error and left/right swap rate per keypoint")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("model-info", help="parameters, GFLOPs and heatmap shape of a model")

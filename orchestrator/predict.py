@@ -120,6 +120,31 @@ def instances_for(
     return instances, scores, bad
 
 
+def load_trained(checkpoint: str) -> tuple[torch.nn.Module, TrialConfig, Skeleton]:
+    """The model of a checkpoint (file, Ray folder or s3:// URI), its config and skeleton."""
+    state = load_checkpoint(checkpoint_file(checkpoint), restore_rng=False)
+    cfg = TrialConfig.from_dict(state["config"])
+    names = list(state["skeleton"])
+    skeleton = skeleton_from_coco_category({"name": "animal", "keypoints": names, "skeleton": []})
+    model = build_model(cfg.model, len(names), cfg.data.input_size)
+    model.load_state_dict(state["model"])
+    return model, cfg, skeleton
+
+
+def predict_instances(
+    model: torch.nn.Module, cfg: TrialConfig, skeleton: Skeleton, instances: Sequence[Instance]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints ``(N, K, 2)`` in image pixels and scores ``(N, K)``, in ``instances`` order."""
+    dataset = TopDownDataset.for_skeleton(
+        list(instances), skeleton, input_size=cfg.data.input_size, image_cache=ImageCache())
+    loader = make_loader(dataset, 16, False, 0)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    coords, scores, indices = predict(model, loader, device, skeleton.flip_index, cfg.eval)
+    order = np.argsort(indices)
+    return coords[order], scores[order]
+
+
 @dataclass(frozen=True)
 class PredictOutcome:
     """What ``posetune predict`` wrote, and the images it left out."""
@@ -129,26 +154,15 @@ class PredictOutcome:
 
 
 def run_predict(args: argparse.Namespace) -> PredictOutcome:
-    path = checkpoint_file(args.checkpoint)
-    state = load_checkpoint(path, restore_rng=False)
-    cfg = TrialConfig.from_dict(state["config"])
-    names = list(state["skeleton"])
-    skeleton = skeleton_from_coco_category({"name": "animal", "keypoints": names, "skeleton": []})
-    model = build_model(cfg.model, len(names), cfg.data.input_size)
-    model.load_state_dict(state["model"])
+    model, cfg, skeleton = load_trained(args.checkpoint)
     root = Path(args.images)
     files = list_images(args.images)
     boxes = read_detections(args.detections, root, args.threshold) if args.detections else None
-    instances, _, bad = instances_for(files, root, boxes, len(names))
+    instances, _, bad = instances_for(files, root, boxes, skeleton.num_keypoints)
     results: list[dict[str, Any]] = []
     if instances:
-        dataset = TopDownDataset.for_skeleton(
-            instances, skeleton, input_size=cfg.data.input_size, image_cache=ImageCache())
-        loader = make_loader(dataset, 16, False, 0)
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        model.to(device)
-        coords, scores, indices = predict(model, loader, device, skeleton.flip_index, cfg.eval)
-        for coord, score, index in zip(coords, scores, indices, strict=True):
+        coords, scores = predict_instances(model, cfg, skeleton, instances)
+        for index, (coord, score) in enumerate(zip(coords, scores, strict=True)):
             inst = instances[int(index)]
             keypoints = np.concatenate([coord, score[:, None]], axis=1)
             results.append({
@@ -174,6 +188,20 @@ def root_relative(path: str, root: Path) -> str:
     return Path(path).relative_to(root).as_posix()
 
 
+def draw_pose(
+    image: np.ndarray, points: np.ndarray, skeleton: Skeleton, line: tuple[int, int, int],
+    dot: tuple[int, int, int], min_score: float = 0.2, thickness: int = 2,
+) -> None:
+    """Draw ``points (K, 3)`` (x, y, score or visibility) and the skeleton's links in place."""
+    for a, b in skeleton.links:
+        if points[a, 2] >= min_score and points[b, 2] >= min_score:
+            cv2.line(image, tuple(int(v) for v in points[a, :2]),
+                     tuple(int(v) for v in points[b, :2]), line, thickness)
+    for px, py, s in points:
+        if s >= min_score:
+            cv2.circle(image, (int(px), int(py)), thickness + 1, dot, -1)
+
+
 def draw_overlays(
     results: list[dict[str, Any]], root: Path, out: Path, skeleton: Skeleton,
     min_score: float = 0.2,
@@ -185,16 +213,10 @@ def draw_overlays(
     for name, items in by_file.items():
         image = load_image(str(root / name)).copy()
         for item in items:
-            points = np.asarray(item["keypoints"]).reshape(-1, 3)
             x, y, w, h = item["bbox"]
             cv2.rectangle(image, (int(x), int(y)), (int(x + w), int(y + h)), (255, 200, 0), 1)
-            for a, b in skeleton.links:
-                if points[a, 2] >= min_score and points[b, 2] >= min_score:
-                    cv2.line(image, tuple(int(v) for v in points[a, :2]),
-                             tuple(int(v) for v in points[b, :2]), (0, 255, 255), 2)
-            for px, py, s in points:
-                if s >= min_score:
-                    cv2.circle(image, (int(px), int(py)), 3, (0, 0, 255), -1)
+            draw_pose(image, np.asarray(item["keypoints"]).reshape(-1, 3), skeleton,
+                      (0, 255, 255), (0, 0, 255), min_score)
         # x.png -> x.png.jpg: x.png and x.jpeg in one folder must not share an overlay.
         target = out / f"{name}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from pose_core.metrics import METRIC_NAMES
 KEEP = (
     "epoch", "loss", "lr", "images_per_s", "epoch_wall_s", "time", "evaluated", "restarted",
     *METRIC_NAMES, "pck_per_keypoint", "sigma_digest",
+    "ap_per_keypoint", "error_per_keypoint", "swap_rate_per_keypoint",
     "subset_digest", "datasets", "train_images", "test_images", "keypoint_names", "workers",
     "node", "params_m", "gflops", "checkpoint_path", "error", "init_message",
     "first_step_at", "images_skipped",

@@ -137,6 +137,9 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
         **{name: metric(name) for name in METRIC_NAMES},  # type: ignore[arg-type]
         pck_per_keypoint=[float(v) for v in last.get("pck_per_keypoint", [])] or None,
         keypoint_names=list(last.get("keypoint_names", [])) or None,
+        ap_per_keypoint=[float(v) for v in last.get("ap_per_keypoint", [])] or None,
+        error_per_keypoint=[float(v) for v in last.get("error_per_keypoint", [])] or None,
+        swap_rate_per_keypoint=[float(v) for v in last.get("swap_rate_per_keypoint", [])] or None,
         sigma_set=cfg.eval.sigmas, sigma_digest=str(last.get("sigma_digest", "")),
         area_rule=cfg.eval.area_rule, pck_normaliser=cfg.eval.pck_normaliser,
         params_m=_finite(last.get("params_m")), gflops=_finite(last.get("gflops")),

@@ -54,13 +54,22 @@ def remap(instances: list[Instance], source: Skeleton, target: Skeleton) -> list
     return out
 
 
-def assemble(
+def test_set(
     cfg: TrialConfig, catalog: Catalog, progress: Callable[[str], None] | None = None
-) -> TrialData:
+) -> tuple[list[Instance], Skeleton]:
+    """The trial's test instances (``max_test`` images of ``data.test``) and their skeleton."""
     data = cfg.data
     test, skeleton, _ = catalog.load(data.test, progress)
     if data.max_test is not None:
         test = subset(test, min(data.max_test, len({i.image_id for i in test})), data.subset_seed)
+    return test, skeleton
+
+
+def assemble(
+    cfg: TrialConfig, catalog: Catalog, progress: Callable[[str], None] | None = None
+) -> TrialData:
+    data = cfg.data
+    test, skeleton = test_set(cfg, catalog, progress)
     sources = []
     if data.base:
         base, base_skeleton, _ = catalog.load(data.base, progress)

@@ -275,6 +275,7 @@ def evaluate(
         area_rule=cfg.area_rule,
         pck_normaliser=cfg.pck_normaliser,
         pck_threshold=cfg.pck_threshold,
+        flip_index=flip_index,
     )
 
 

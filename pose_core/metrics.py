@@ -43,6 +43,7 @@ from pycocotools.cocoeval import COCOeval
 
 from pose_core.checks import _number
 from pose_core.coco import read_coco
+from pose_core.keypoint_metrics import box_normaliser, keypoint_ap, keypoint_errors
 from pose_core.records import DataError
 from pose_core.skeletons import (
     SigmaError,
@@ -78,11 +79,17 @@ class MetricResult:
     pck_normaliser: str
     pck_threshold: float
     num_instances: int
+    # Per keypoint (see pose_core.keypoint_metrics): one-keypoint OKS AP (-1: no labelled GT),
+    # mean error / normaliser and left/right swap rate (NaN: nothing to score).
+    ap_per_keypoint: tuple[float, ...] = ()
+    error_per_keypoint: tuple[float, ...] = ()
+    swap_rate_per_keypoint: tuple[float, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain values (the per-keypoint tuple as a list) for results rows and JSON."""
+        """Plain values (the per-keypoint tuples as lists) for results rows and JSON."""
         values = dataclasses.asdict(self)
-        values["pck_per_keypoint"] = list(self.pck_per_keypoint)
+        for key in PER_KEYPOINT:
+            values[key] = list(getattr(self, key))
         return values
 
     def to_json(self) -> str:
@@ -92,11 +99,16 @@ class MetricResult:
         for key, value in values.items():
             if isinstance(value, float) and not math.isfinite(value):
                 values[key] = None
-        values["pck_per_keypoint"] = [v if math.isfinite(v) else None for v in self.pck_per_keypoint]
+        for key in PER_KEYPOINT:
+            values[key] = [v if math.isfinite(v) else None for v in getattr(self, key)]
         return json.dumps(values, allow_nan=False)
 
 
 assert tuple(f.name for f in dataclasses.fields(MetricResult))[: len(METRIC_NAMES)] == METRIC_NAMES
+
+
+PER_KEYPOINT = ("pck_per_keypoint", "ap_per_keypoint", "error_per_keypoint",
+                "swap_rate_per_keypoint")
 
 
 # ------------------------------------------------------------------ public entry points
@@ -112,15 +124,18 @@ def evaluate_coco(
     pck_threshold: float = 0.05,
     *,
     source: str = "<ground truth>",
+    flip_index: Sequence[int] | None = None,
 ) -> MetricResult:
     """Score COCO keypoint results against a COCO keypoint GT dict.
 
     ``predictions`` are COCO results: ``image_id``, ``category_id``, ``keypoints``
     ``[x, y, s] * K`` and ``score``. ``sigmas`` is ``(K,)``; a different length raises
     :class:`SigmaError`. Neither input is modified. ``source`` names the GT in errors.
+    ``flip_index`` (mirror keypoint of each keypoint) enables the left/right swap rates.
     """
     return _evaluate(
-        gt, predictions, sigmas, sigma_set, area_rule, pck_normaliser, pck_threshold, source
+        gt, predictions, sigmas, sigma_set, area_rule, pck_normaliser, pck_threshold, source,
+        flip_index=flip_index,
     )
 
 
@@ -134,6 +149,7 @@ def evaluate_predictions(
     area_rule: AreaRule = "given",
     pck_normaliser: PckNormaliser = "bbox",
     pck_threshold: float = 0.05,
+    flip_index: Sequence[int] | None = None,
 ) -> MetricResult:
     """Top-down evaluation with GT boxes: prediction i belongs to record i.
 
@@ -174,6 +190,7 @@ def evaluate_predictions(
         pck_threshold,
         "<gt_records>",
         pairs,
+        flip_index=flip_index,
     )
 
 
@@ -203,7 +220,8 @@ def evaluate_files(
             "a COCO results list",
         )
     category = _keypoint_category(gt, str(gt_path))
-    vector = resolve_sigmas(sigmas, skeleton_from_coco_category(category, str(gt_path)))
+    skeleton = skeleton_from_coco_category(category, str(gt_path))
+    vector = resolve_sigmas(sigmas, skeleton)
     return _evaluate(
         gt,
         predictions,
@@ -215,7 +233,39 @@ def evaluate_files(
         str(gt_path),
         unknown=options,
         pred_source=str(pred_path),
+        flip_index=skeleton.flip_index,
     )
+
+
+def keypoint_names(gt_path: str | Path) -> list[str]:
+    """The keypoint names of a COCO keypoint GT file's category."""
+    gt = json.loads(Path(gt_path).read_text())
+    return [str(name) for name in _keypoint_category(gt, str(gt_path)).get("keypoints", [])]
+
+
+def keypoint_table(result: MetricResult, names: Sequence[str] = ()) -> str:
+    """Per-keypoint AP, PCK, normalised error and swap rate as aligned text, one keypoint a line.
+
+    Missing values (-1 AP, NaN) print as ``-``; names default to ``k0, k1, ...``.
+    """
+    k = len(result.pck_per_keypoint)
+    labels = list(names) if len(names) == k else [f"k{j}" for j in range(k)]
+    width = max([len("keypoint"), *(len(name) for name in labels)])
+    pck = f"PCK@{result.pck_threshold:g}"
+    lines = [f"{'keypoint':<{width}}  {'AP':>6}  {pck:>8}  {'error':>6}  {'swap':>6}"]
+    columns = (result.ap_per_keypoint, result.pck_per_keypoint, result.error_per_keypoint,
+               result.swap_rate_per_keypoint)
+    for j, label in enumerate(labels):
+        cells = [_metric_text(column[j] if j < len(column) else math.nan) for column in columns]
+        lines.append(f"{label:<{width}}  {cells[0]:>6}  {cells[1]:>8}  {cells[2]:>6}  "
+                     f"{cells[3]:>6}")
+    lines.append(f"error: mean distance / {result.pck_normaliser} size; swap: share of "
+                 "predictions nearer the mirrored keypoint's GT")
+    return "\n".join(lines)
+
+
+def _metric_text(value: float) -> str:
+    return "-" if not math.isfinite(value) or value < 0 else f"{value:.4f}"
 
 
 def instance_score(
@@ -242,6 +292,7 @@ def _evaluate(
     pairs: dict[int, int] | None = None,
     unknown: dict[str, Any] | None = None,
     pred_source: str = "<predictions>",
+    flip_index: Sequence[int] | None = None,
 ) -> MetricResult:
     if unknown:
         raise TypeError(
@@ -266,6 +317,10 @@ def _evaluate(
         pairs = match_by_oks(gt, predictions, vector)
     per_keypoint = _pck(gt, predictions, pairs, pck_normaliser, pck_threshold, k)
     counted = per_keypoint[~np.isnan(per_keypoint)]
+    if flip_index is not None and len(flip_index) != k:
+        raise ValueError(f"{source}: flip_index has {len(flip_index)} entries, GT has K={k}")
+    errors, swaps = keypoint_errors(
+        _scored_gt(gt), predictions, pairs, pck_normaliser, flip_index, k)
     return MetricResult(
         AP=float(stats[0]),
         AP50=float(stats[1]),
@@ -280,6 +335,9 @@ def _evaluate(
         pck_normaliser=pck_normaliser,
         pck_threshold=float(pck_threshold),
         num_instances=len(_scored_gt(gt)),
+        ap_per_keypoint=tuple(float(v) for v in keypoint_ap(gt, predictions, vector)),
+        error_per_keypoint=tuple(float(v) for v in errors),
+        swap_rate_per_keypoint=tuple(float(v) for v in swaps),
     )
 
 
@@ -346,6 +404,17 @@ def match_by_oks(
     return pairs
 
 
+def instance_oks(
+    pred_xy: np.ndarray, gt_keypoints: np.ndarray, area: float, sigmas: np.ndarray
+) -> float:
+    """OKS of one prediction ``(K, 2)`` against one GT ``(K, 3)`` (pycocotools' formula);
+    NaN when the GT has no labelled keypoint."""
+    if not (np.asarray(gt_keypoints)[:, 2] > 0).any():
+        return math.nan
+    ann = {"keypoints": np.asarray(gt_keypoints, dtype=np.float64).ravel(), "area": area}
+    return _oks(np.asarray(pred_xy, dtype=np.float64), ann, (2.0 * np.asarray(sigmas)) ** 2)
+
+
 def _oks(xy: np.ndarray, ann: dict[str, Any], variances: np.ndarray) -> float:
     """pycocotools' OKS of one prediction ``(K, 2)`` against one GT with labelled keypoints."""
     g = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
@@ -368,13 +437,7 @@ def _pck(
     correct = np.zeros(k)
     for ann in _scored_gt(gt):
         g = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
-        w, h = float(ann["bbox"][2]), float(ann["bbox"][3])
-        if normaliser == "bbox":
-            norm = max(w, h)
-        elif normaliser == "diagonal":
-            norm = math.hypot(w, h)
-        else:
-            norm = math.sqrt(max(float(ann["area"]), 0.0))
+        norm = box_normaliser(ann, normaliser)
         if not norm > 0:
             continue
         labelled = g[:, 2] > 0

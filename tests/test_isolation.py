@@ -51,7 +51,7 @@ def test_three_concurrent_sweeps_each_start_their_own_cluster(tmp_path: Path) ->
     procs = [posetune(["sweep", str(study), "--smoke", "--results", str(tmp_path / f"r{i}"),
                        "--stage", "pre"], tmp_path) for i in range(3)]
     outputs = [p.communicate(timeout=600) for p in procs]
-    for proc, (out, err) in zip(procs, outputs, strict=True):
+    for proc, (_out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err[-3000:]
     for i in range(3):
         rows = ResultsStore(str(tmp_path / f"r{i}")).read_trials().to_pylist()
