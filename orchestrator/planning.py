@@ -98,6 +98,9 @@ class TrialJob:
     sampled: bool = False  # drawn by Optuna (two samples may share values)
     catalog: Mapping[str, Any] = field(default_factory=dict)
     run: RunSettings | None = None
+    # Digest of the exact training and test instances (set by the preflight): two trials
+    # with the same subsets train on the same data whatever size a generated set was made.
+    data_digest: str = ""
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -115,11 +118,12 @@ class TrialJob:
         skips such a finished trial, and any experiment may reuse it (orchestrator.reuse)."""
         data = self.config.data
         used = {n for n in (data.base, data.real, data.synthetic, data.test) if n}
-        entries = {n: e for n, e in self.catalog.get("datasets", {}).items() if n in used}
+        entries = {n: _source(e) for n, e in self.catalog.get("datasets", {}).items()
+                   if n in used}
         weights = self.catalog.get("weights", {}).get(self.config.model.backbone)
         blob = json.dumps({"config": self.config.to_dict(), "datasets": entries,
-                           "weights": weights, "code": code_version()},
-                          sort_keys=True, default=str)
+                           "data": self.data_digest, "weights": weights,
+                           "code": code_version()}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def checkpoint_name(self, tune_trial_id: str | None = None) -> str:
@@ -129,6 +133,16 @@ class TrialJob:
         raw = f"{self.experiment}-{self.stage}-{self.variant_id}-seed{self.seed}"
         name = re.sub(r"[^A-Za-z0-9_.=,-]+", "_", raw)[:180]
         return f"{name}-{tune_trial_id}" if self.sampled and tune_trial_id else name
+
+
+def _source(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A catalog entry as a data source: where the files are and how they are read; for a
+    generated set its style and seed, not how many images were rendered (image i depends
+    only on the seed, and the data digest holds which instances a trial drew)."""
+    out = dict(entry)
+    if isinstance(out.get("generate"), Mapping):
+        out["generate"] = {k: v for k, v in out["generate"].items() if k != "images"}
+    return out
 
 
 @functools.cache

@@ -8,7 +8,9 @@ results store is writable. Each failure is one line naming what to fix.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import Any, cast
 
 from orchestrator.catalog import Catalog
 from orchestrator.experiment import Experiment
@@ -95,7 +97,35 @@ def preflight(
                 f"{available[name]} ({catalog.entry(name).kind} entry in {catalog.source})"
             )
     ResultsStore(options.results).check_writable()
-    return planned, catalog
+    return with_data_digests(planned, catalog), catalog
+
+
+def with_data_digests(planned: Planned, catalog: Catalog) -> Planned:
+    """Each grid job with the digest of the exact instances it trains and tests on (the
+    mixing is cheap; each dataset's annotations are read once here)."""
+    import hashlib
+
+    from orchestrator.trialdata import assemble
+
+    loaded: dict[str, Any] = {}
+
+    class Once:
+        def load(self, name: str, progress: Any = None) -> Any:
+            if name not in loaded:
+                loaded[name] = catalog.load(name)
+            return loaded[name]
+
+    out: Planned = {}
+    for stage, jobs in planned.items():
+        out[stage] = []
+        for job in jobs:
+            if not job.sampled:
+                data = assemble(job.config, cast(Catalog, Once()))
+                tests = ",".join(sorted(inst.key() for inst in data.test))
+                digest = hashlib.sha256(f"{data.mixed.digest}|{tests}".encode()).hexdigest()
+                job = dataclasses.replace(job, data_digest=digest[:16])
+            out[stage].append(job)
+    return out
 
 
 def check_images(catalog: Catalog, names: set[str], say: Callable[[str], None]) -> Catalog:

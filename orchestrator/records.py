@@ -154,6 +154,7 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
         node=last.get("node"), workers=int(last.get("workers", 1)), use_gpu=bool(run and run.use_gpu),
         startup_s=outcome.startup_s,
         images_skipped=int(last["images_skipped"]) if "images_skipped" in last else None,
+        train_images=int(last["train_images"]) if "train_images" in last else None,
     )
 
 

@@ -100,6 +100,7 @@ class TrialRecord:
     # "EXPERIMENT/STAGE/VARIANT/seed=N" of the finished trial whose training this row reuses
     # (the same job digest: orchestrator.reuse); None when the trial trained itself.
     reused_from: str | None = None
+    train_images: int | None = None  # training instances per epoch (image-epochs: x epochs_run)
     # Per keypoint (pose_core.keypoint_metrics): one-keypoint OKS AP, mean error / box size,
     # left/right swap rate; None in files from before.
     ap_per_keypoint: list[float] | None = None

@@ -295,6 +295,8 @@ def node_name() -> str:
     """Host name plus the Ray node id (several raylets may share one host)."""
     import ray
 
+    if not ray.is_initialized():  # get_runtime_context() would start a cluster
+        return os.uname().nodename
     try:
         node_id = ray.get_runtime_context().get_node_id()
     except Exception:  # noqa: BLE001 - outside Ray (never in a trial) keep the host name

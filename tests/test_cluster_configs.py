@@ -395,7 +395,8 @@ def test_run_sweep_execs_posetune(tmp_path: Path) -> None:
     fake.chmod(0o755)
     done = _run_script(["two_stage", "--smoke", "--results", "s3://b/p"], fake.parent)
     assert done.returncode == 7, done.stderr  # the CLI's own status: exec, not a child
-    assert record.read_text().split() == ["sweep", "two_stage", "--smoke", "--results", "s3://b/p"]
+    assert record.read_text().split() == ["sweep", "two_stage", "--smoke", "--results", "s3://b/p",
+                                          "--address", "auto"]
 
 
 def test_run_sweep_reports_missing_cli_and_arguments(tmp_path: Path) -> None:

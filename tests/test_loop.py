@@ -125,6 +125,7 @@ def test_every_config_field_is_read_by_the_code_it_controls(
         "data.synthetic": "s", "data.synthetic_count": 4, "data.test": "t", "data.max_test": 4,
         "train.epochs": 1, "train.batch_size": 4,
     })
+    (tmp_path / "x.pt").write_bytes(b"")
     reads = _field_reads(monkeypatch)
     resolve_weights(with_values(cfg, {"model.init": "checkpoint",
                                       "model.weights": str(tmp_path / "x.pt")}), catalog)

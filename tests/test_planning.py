@@ -138,3 +138,52 @@ def test_local_store_lock_refuses_a_second_sweep_with_one_line(tmp_path: Path) -
     assert pickle.loads(pickle.dumps(busy.value)).store == str(tmp_path)
     with store_lock(str(tmp_path)):  # released
         pass
+
+
+def _other(path: str, value: object) -> object:
+    """A different valid value for a config path."""
+    from typing import Literal, get_args, get_origin
+
+    from pose_core.config import leaf_type
+
+    kind = leaf_type(path)
+    if get_origin(kind) is not Literal and get_args(kind):  # X | None
+        kind = next(a for a in get_args(kind) if a is not type(None))
+    if get_origin(kind) is Literal:
+        return next(o for o in get_args(kind) if o != value)
+    if kind is bool:
+        return not value
+    if kind is int:
+        return (value or 0) + 1  # type: ignore[operator]
+    if kind is float:
+        return (value or 0.25) * 2  # type: ignore[operator]
+    return f"{value or ''}x"
+
+
+def test_every_identity_field_changes_the_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reuse and resume are conservative: a change to any config field, to a catalog entry
+    the trial reads, to its backbone's weights entry or to the training code is a new
+    training."""
+    import dataclasses
+
+    from orchestrator import planning
+
+    exp = experiment()
+    base = build_job(exp, exp.stages[0], {}, 0)
+    base = dataclasses.replace(base, catalog={
+        "datasets": {"lynx-test": {"coco": "t.json"}, "animalpose": {"coco": "a.json"}},
+        "weights": {base.config.model.backbone: "w.pth"}})
+    seen = {base.digest}
+    for path, value in base.config.flat().items():
+        changed = dataclasses.replace(base, config=with_values(base.config,
+                                                               {path: _other(path, value)}))
+        assert changed.digest not in seen, path
+    for catalog in ({"datasets": {"lynx-test": {"coco": "t2.json"},
+                                  "animalpose": {"coco": "a.json"}},
+                     "weights": base.catalog["weights"]},
+                    {"datasets": base.catalog["datasets"],
+                     "weights": {base.config.model.backbone: "w2.pth"}}):
+        assert dataclasses.replace(base, catalog=catalog).digest != base.digest
+    before = base.digest
+    monkeypatch.setattr(planning, "code_version", lambda: "another-loop")
+    assert base.digest != before

@@ -247,3 +247,37 @@ def test_failed_stage_fails_the_sweep_and_blocks_its_dependants(ray_cluster: Any
     assert outcome.exit_code == 3 and outcome.counts == {"failed": 1}
     assert outcome.not_started and outcome.not_started[0].startswith("fine:")
     assert outcome.failures[0].startswith("pre/baseline/seed=0: ")
+
+
+def test_study_wide_reuse_and_a_plan_that_matches_what_trains(ray_cluster: Any,
+                                                              tmp_path: Path) -> None:
+    """Experiment B's 10-synthetic trial is experiment A's pre-training (same config, data
+    and code): B trains only its other trial, its row says reused_from, and --plan's
+    image-epochs are what the rows trained."""
+    from orchestrator.driver import plan_sweep
+
+    a = Experiment(name="reuse_a", description="test", baseline=TINY,
+                   stages=(Stage(name="pre", changes={"data.synthetic_count": 10}),))
+    b = Experiment(name="reuse_b", description="test", baseline=TINY,
+                   stages=(Stage(axes={"data.synthetic_count": Grid(10, 20)}),))
+    options = SweepOptions(results=str(tmp_path), smoke=True)
+    plan_a = plan_sweep(a, options, say=lambda line: None)
+    first = sweep(a, tmp_path)
+    (row_a,) = rows(first)
+    assert plan_a.total("trained_image_epochs") == row_a["train_images"] * row_a["epochs_run"]
+    plan_b = plan_sweep(b, options, say=lambda line: None)
+    assert plan_b.total("reused") == 1 and plan_b.total("trials") == 2
+    assert (tmp_path / "plan" / "reuse_b.json").is_file()
+    second = sweep(b, tmp_path)
+    got = {r["variant_id"]: r for r in rows(second) if r["experiment"] == "reuse_b"}
+    reused, trained = got["synthetic_count=10"], got["synthetic_count=20"]
+    assert reused["reused_from"] == "reuse_a/pre/baseline/seed=0" and reused["wall_s"] == 0
+    assert reused["AP"] == row_a["AP"] and reused["checkpoint_uri"] == row_a["checkpoint_uri"]
+    assert trained["reused_from"] is None and trained["status"] == "ok"
+    assert plan_b.total("trained_image_epochs") == \
+        trained["train_images"] * trained["epochs_run"]
+    assert any("reused from reuse_a/pre/baseline/seed=0" in line
+               for line in second.lines)  # type: ignore[attr-defined]
+    # --no-reuse trains it again.
+    third = sweep(b, tmp_path / "again", reuse=False)
+    assert all(r["reused_from"] is None for r in rows(third))
