@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,20 +79,39 @@ def print_results(store: Any, experiment: str, format_table: Any) -> None:
     from orchestrator.results import query
 
     sql = (
-        "SELECT stage, variant_id, seed, status, round(AP, 3) AS AP, round(AP75, 3) AS AP75, "
-        "round(AP85, 3) AS AP85, round(PCK05, 3) AS PCK05, epochs_run, round(wall_s, 1) AS wall_s "
+        "SELECT stage, variant_id, seed, status, printf('%.3f', AP) AS AP, "
+        "printf('%.3f', AP75) AS AP75, printf('%.3f', AP85) AS AP85, "
+        "printf('%.3f', PCK05) AS PCK05, epochs_run, CAST(round(wall_s) AS INTEGER) AS wall_s "
         f"FROM trials WHERE experiment = '{experiment}' ORDER BY stage, variant_id, seed"
     )
     print(format_table(query(store.uri, sql), "table"))
-    print(f"results: {store.uri} (query with: posetune query {store.uri} --sql \"...\")")
+    posetune, uri = how_to_rerun(store.uri)
+    results = shlex.quote(uri)
+    example = shlex.quote(f"SELECT variant_id, AP FROM trials WHERE experiment = '{experiment}'")
+    print(f"AP, AP75, AP85 and PCK05 are 0 to 1, higher is better; wall_s is seconds.\n"
+          f"Next: {posetune} table {experiment} {results}\n"
+          f"      {posetune} query {results} --sql {example}   (tables: trials, epochs)")
+
+
+def how_to_rerun(results_uri: str) -> tuple[str, str]:
+    """The posetune command as the user typed it, and the results URI as seen from here."""
+    import shutil
+
+    from orchestrator.demo_report import invocation, shown_path
+
+    cwd = Path.cwd()
+    posetune = invocation(sys.argv[0], shutil.which("posetune"), cwd, sys.executable)
+    results = results_uri if "://" in results_uri else shown_path(Path(results_uri), cwd)
+    return posetune, results
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     import os
 
+    from orchestrator.demo_report import render_demo_report
     from orchestrator.driver import run_sweep
     from orchestrator.planning import SweepOptions
-    from orchestrator.results import format_table
+    from orchestrator.results import query
     from search_spaces import load_experiment
 
     out = Path(args.out).resolve()
@@ -101,7 +121,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"data and results go to {out}")
     options = SweepOptions(results=str(out / "results"), resume=args.resume, debug=args.debug)
     store = run_sweep(experiment, options)
-    print_results(store, experiment.name, format_table)
+    rows = query(store.uri, f"SELECT * FROM trials WHERE experiment = '{experiment.name}'")
+    posetune, results = how_to_rerun(store.uri)
+    print()
+    print(render_demo_report(rows.to_pylist(), posetune, results), end="")
     return 0
 
 
