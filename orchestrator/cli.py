@@ -35,17 +35,14 @@ def parse_set(values: Sequence[str]) -> dict[str, Any]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from orchestrator.listing import listing_markdown, listing_text
     from search_spaces import describe_all
 
     rows = describe_all()
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
-    width = max(len(r["name"]) for r in rows)
-    for r in rows:
-        stages = ", ".join(f"{s['name']}:{s['trials']}" for s in r["stages"])
-        print(f"{r['name']:<{width}}  {r['trials']:>3} trials  stages [{stages}]  "
-              f"datasets {', '.join(r['datasets'])}")
+    else:
+        print(listing_markdown(rows) if args.markdown else listing_text(rows), end="")
     return 0
 
 
@@ -243,88 +240,161 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
                    "cluster (default: RAY_ADDRESS, a running cluster, else a new local one)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="posetune", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and Ray logs")
-    sub = parser.add_subparsers(dest="command", required=True)
+DESCRIPTION = """\
+posetune runs the ablation study of 2D animal pose estimation as one command per experiment:
+each experiment (search_spaces/NAME.py) is swept on Ray Tune, one trial per variant, and every
+trial lands as a row in Parquet (local folder or s3://) for SQL, tables and plots."""
 
-    p = sub.add_parser("demo", help="the quickstart sweep on generated data, local Ray")
-    p.add_argument("--out", default="posetune-demo")
-    p.add_argument("--resume", action="store_true")
+FIRST_STEPS = """\
+first commands to try:
+  posetune demo                     the 4-trial quickstart on generated data (about 4 min on 2 CPUs)
+  posetune list                     the study's experiments: trials, table reproduced, datasets
+  posetune sweep two_stage --smoke  one experiment of the study, CPU-sized
+
+'posetune COMMAND --help' describes a command, with examples."""
+
+
+def add_command(
+    sub: Any, name: str, text: str, examples: Sequence[str] = ()
+) -> argparse.ArgumentParser:
+    """A subcommand whose one-line ``text`` is both its help entry and its description."""
+    epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples) if examples else None
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=text, description=text, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="posetune", description=DESCRIPTION, epilog=FIRST_STEPS,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and Ray logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                title="commands")
+    add_run_commands(sub)
+    add_result_commands(sub)
+    add_tool_commands(sub)
+    return parser
+
+
+def add_run_commands(sub: Any) -> None:
+    p = add_command(sub, "demo", "the quickstart sweep on generated data, on a local Ray cluster", [
+        "posetune demo                       # data and results under ./posetune-demo",
+        "posetune demo --out /tmp/d --resume # continue an interrupted demo"])
+    p.add_argument("--out", default="posetune-demo",
+                   help="folder for the generated data and the results (default %(default)s)")
+    p.add_argument("--resume", action="store_true", help="skip trials already finished there")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("sweep", help="run an experiment from search_spaces")
-    p.add_argument("experiment")
+    p = add_command(sub, "sweep", "run an experiment from search_spaces on Ray Tune", [
+        "posetune sweep two_stage --smoke --results /tmp/two_stage   # CPU-sized",
+        "posetune sweep real_amount --seeds 3 --catalog my_catalog.toml --results s3://b/real",
+        "posetune sweep hyperparameters --set train.batch_size=32"])
+    p.add_argument("experiment", help="experiment name, as listed by 'posetune list'")
     add_sweep_arguments(p)
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("list", help="the shipped experiments with their trial counts")
-    p.add_argument("--json", action="store_true")
+    p = add_command(sub, "list", "the study's experiments: what each reproduces, trials, data", [
+                        "posetune list", "posetune list --markdown   # the README's table"])
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="one JSON object per experiment")
+    form.add_argument("--markdown", action="store_true", help="a Markdown table (the README's)")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("query", help="SQL over the Parquet results (tables trials, epochs)")
-    p.add_argument("results")
-    p.add_argument("--sql")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+
+def add_result_commands(sub: Any) -> None:
+    p = add_command(sub, "query", "SQL over the results (tables trials, epochs, all_trials)", [
+                        "posetune query runs/two_stage --sql "
+                        "\"SELECT variant_id, AP FROM trials ORDER BY AP DESC\"",
+                        "posetune query s3://bucket/study --format csv > trials.csv"])
+    p.add_argument("results", help="results folder or s3://bucket/prefix")
+    p.add_argument("--sql", help="a DuckDB SELECT (default: every trial's latest row)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                   help="output format (default %(default)s)")
     p.set_defaults(func=cmd_query)
 
-    p = sub.add_parser("table", help="render a table of the study from results")
-    p.add_argument("name")
-    p.add_argument("results")
-    p.add_argument("--format", choices=["markdown", "csv"], default="markdown")
+    p = add_command(sub, "table", "render a table of the study from results", [
+        "posetune table real_amount runs/real_amount   # Table 3, mean and 95% interval",
+        "posetune table quickstart posetune-demo/results --format csv"])
+    p.add_argument("name", help="an experiment or table name, e.g. real_amount, two_stage")
+    p.add_argument("results", help="results folder or s3://bucket/prefix")
+    p.add_argument("--format", choices=["markdown", "csv"], default="markdown",
+                   help="output format (default %(default)s)")
     p.set_defaults(func=cmd_table)
 
-    p = sub.add_parser("plot", help="draw a figure of the study from results")
-    p.add_argument("name")
-    p.add_argument("results")
-    p.add_argument("--out", required=True)
+    p = add_command(sub, "plot", "draw a figure of the study from results", [
+        "posetune plot synthetic_amount runs/synthetic_amount --out fig7.png   # Figure 7"])
+    p.add_argument("name", help="synthetic_amount (Figure 7) or pck_per_keypoint")
+    p.add_argument("results", help="results folder or s3://bucket/prefix")
+    p.add_argument("--out", required=True, help="PNG file to write")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("eval", help="score COCO-format predictions against ground truth")
-    p.add_argument("--gt", required=True)
-    p.add_argument("--pred", required=True)
-    p.add_argument("--sigmas", default="animalpose", help="NAME (animalpose, ap10k, "
-                   "animalpose-corrected, uniform:V) or a JSON file")
-    p.add_argument("--area-rule", choices=["given", "bbox"], default="given")
-    p.add_argument("--pck-normaliser", choices=["bbox", "diagonal", "sqrt_area"], default="bbox")
-    p.add_argument("--pck-threshold", type=float, default=0.05)
-    p.add_argument("--json", action="store_true")
+    p = add_command(sub, "eval", "score COCO-format predictions against ground truth", [
+        "posetune eval --gt lynx_test.json --pred predictions.json --sigmas animalpose"])
+    p.add_argument("--gt", required=True, help="ground truth: COCO keypoint annotations JSON")
+    p.add_argument("--pred", required=True, help="predictions: COCO keypoint results JSON")
+    p.add_argument("--sigmas", default="animalpose", help="OKS sigma set: NAME (animalpose, "
+                   "ap10k, animalpose-corrected, uniform:V) or a JSON file")
+    p.add_argument("--area-rule", choices=["given", "bbox"], default="given",
+                   help="OKS object area: the annotation's own, or bbox w*h (default %(default)s)")
+    p.add_argument("--pck-normaliser", choices=["bbox", "diagonal", "sqrt_area"], default="bbox",
+                   help="PCK distance unit: bbox = longer box side (default %(default)s)")
+    p.add_argument("--pck-threshold", type=float, default=0.05,
+                   help="PCK threshold as a fraction of the normaliser (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("model-info", help="parameters, GFLOPs and heatmap shape of a model")
-    p.add_argument("--backbone", required=True)
-    p.add_argument("--head", choices=["heatmap", "kitpose"], default="heatmap")
-    p.add_argument("--input", type=int, default=256)
-    p.add_argument("--keypoints", type=int, default=20)
-    p.add_argument("--json", action="store_true")
+
+def add_tool_commands(sub: Any) -> None:
+    p = add_command(sub, "model-info", "parameters, GFLOPs and heatmap shape of a model", [
+        "posetune model-info --backbone hrnet_w32 --input 256"])
+    p.add_argument("--backbone", required=True, help="timm backbone name, e.g. hrnet_w32")
+    p.add_argument("--head", choices=["heatmap", "kitpose"], default="heatmap",
+                   help="pose head (default %(default)s)")
+    p.add_argument("--input", type=int, default=256, help="input size in pixels, square "
+                   "(default %(default)s)")
+    p.add_argument("--keypoints", type=int, default=20, help="number of keypoints "
+                   "(default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print as one JSON object")
     p.set_defaults(func=cmd_model_info)
 
-    data = sub.add_parser("data", help="generate or convert data").add_subparsers(
-        dest="data_command", required=True)
-    p = data.add_parser("synth", help="render the synthetic quadruped data set")
-    p.add_argument("--out", required=True)
-    p.add_argument("--images", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scenes", type=int, default=4)
-    p.add_argument("--style", choices=["synthetic", "camera-trap"], default="synthetic")
+    data = add_command(sub, "data", "generate or convert data sets").add_subparsers(
+        dest="data_command", required=True, metavar="COMMAND", title="commands")
+    p = add_command(data, "synth", "render the synthetic quadruped data set", [
+        "posetune data synth --out data/synthetic --images 1000",
+        "posetune data synth --out data/camera --images 200 --style camera-trap"])
+    p.add_argument("--out", required=True, help="folder to write images and annotations.json")
+    p.add_argument("--images", type=int, default=1000, help="images to render "
+                   "(default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    p.add_argument("--scenes", type=int, default=4, help="scenes the images are drawn evenly "
+                   "from (default %(default)s)")
+    p.add_argument("--style", choices=["synthetic", "camera-trap"], default="synthetic",
+                   help="clean renders, or camera-trap-like (night, blur, clutter)")
     p.set_defaults(func=cmd_data_synth)
-    p = data.add_parser("convert", help="convert a data set to COCO keypoint JSON")
-    p.add_argument("format", choices=["czechlynx"])
-    p.add_argument("csv")
-    p.add_argument("--out", required=True)
-    p.add_argument("--split", help="e.g. pose:train or geo_aware:test")
+    p = add_command(data, "convert", "convert a data set to COCO keypoint JSON", [
+        "posetune data convert czechlynx CzechLynx.csv --split pose:train --out lynx_train.json"])
+    p.add_argument("format", choices=["czechlynx"], help="source format")
+    p.add_argument("csv", help="the data set's annotation CSV")
+    p.add_argument("--out", required=True, help="COCO JSON file to write")
+    p.add_argument("--split", help="which split to keep, e.g. pose:train or geo_aware:test")
     p.add_argument("--images", help="image root (default: the CSV's folder)")
     p.set_defaults(func=cmd_data_convert)
 
-    p = sub.add_parser("predict", help="poses for a folder of images with a checkpoint")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--images", required=True)
-    p.add_argument("--detections", help="MegaDetector batch-output JSON (boxes)")
-    p.add_argument("--threshold", type=float, default=0.2, help="detection confidence")
-    p.add_argument("--out", required=True)
+    p = add_command(sub, "predict", "poses for a folder of images with a checkpoint", [
+        "posetune predict --checkpoint runs/x/best.pt --images photos/ --out poses.json "
+        "--overlay drawn/"])
+    p.add_argument("--checkpoint", required=True, help="a trial's checkpoint: file, Ray "
+                   "checkpoint folder or s3:// URI")
+    p.add_argument("--images", required=True, help="folder of images")
+    p.add_argument("--detections", help="MegaDetector batch-output JSON (boxes); default: "
+                   "each whole image is one animal")
+    p.add_argument("--threshold", type=float, default=0.2,
+                   help="minimum detection confidence (default %(default)s)")
+    p.add_argument("--out", required=True, help="COCO keypoint results JSON to write")
     p.add_argument("--overlay", help="folder for images with the skeleton drawn")
     p.set_defaults(func=cmd_predict)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
