@@ -108,9 +108,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from orchestrator.demo_report import render_demo_report
     from orchestrator.driver import run_sweep
     from orchestrator.planning import SweepOptions
+    from orchestrator.quiet import apply_local_ray_settings
     from orchestrator.results import query
     from search_spaces import load_experiment
 
+    apply_local_ray_settings(os.environ.get("RAY_ADDRESS"))  # no token-auth warning from Ray
     out = Path(args.out).resolve()
     os.environ["POSETUNE_DATA"] = str(out / "data")
     experiment = load_experiment("quickstart")
