@@ -59,8 +59,9 @@ def apply_local_ray_settings(address: str | None) -> dict[str, str]:
 
 
 def _reload_ray_config() -> bool:
+    """The reload Ray itself does after it sets RAY_AUTH_MODE (``_enable_token_auth``)."""
     try:
-        from ray._raylet import Config  # Ray's own reload after it sets RAY_AUTH_MODE itself
+        from ray._raylet import Config  # type: ignore[attr-defined]  # a Cython module
 
         Config.initialize("")
     except (ImportError, AttributeError):
