@@ -84,7 +84,7 @@ def print_results(store: Any, experiment: str, format_table: Any) -> None:
     print(format_table(query(store.uri, sql), "table"))
     posetune, uri = how_to_rerun(store.uri)
     results = shlex.quote(uri)
-    example = shlex.quote(f"SELECT variant_id, AP FROM trials WHERE experiment = '{experiment}'")
+    example = f"\"SELECT variant_id, AP FROM trials WHERE experiment = '{experiment}'\""
     print(f"AP, AP75, AP85 and PCK05 are 0 to 1, higher is better; wall_s is seconds.\n"
           f"Next: {posetune} table {experiment} {results}\n"
           f"      {posetune} query {results} --sql {example}   (tables: trials, epochs)")

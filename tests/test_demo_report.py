@@ -95,3 +95,24 @@ def test_invocation_is_runnable_from_where_the_user_stands(tmp_path: Path) -> No
     assert invocation("posetune", None, tmp_path, python) == "./posetune"
     assert invocation("/x/orchestrator/cli.py", None, tmp_path, python) == (
         "/usr/bin/python3 -m orchestrator.cli")
+
+
+def test_rows_from_a_results_store_and_the_sweep_hint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.cli import print_results
+    from orchestrator.results import ResultsStore, format_table, query
+    from tests.test_results import make_trial
+
+    store = ResultsStore(str(tmp_path / "results"))
+    for i, (real, synthetic, ap) in enumerate([(0, 0, 0.1), (40, 100, 0.5)]):
+        store.append_trial(make_trial(experiment="quickstart", variant_id=f"v{i}",
+                                      trial_id=f"t{i}", real_count=real,
+                                      synthetic_count=synthetic, AP=ap, wall_s=64.4))
+    rows = query(store.uri, "SELECT * FROM trials WHERE experiment = 'quickstart'").to_pylist()
+    assert "Best: base + 40 real + 100 synthetic, AP 0.500" in render_demo_report(rows)
+    print_results(store, "quickstart", format_table)
+    out = capsys.readouterr().out
+    assert " 0.500 " in out and "0.5000" not in out and re.search(r" 64$", out, re.MULTILINE)
+    assert "higher is better" in out
+    assert "table quickstart " in out and "(tables: trials, epochs)" in out
+    assert "--sql \"SELECT variant_id, AP FROM trials WHERE experiment = 'quickstart'\"" in out
