@@ -300,7 +300,7 @@ def add_run_commands(sub: Any) -> None:
     p = add_command(sub, "list", "the study's experiments: what each reproduces, trials, data", [
                         "posetune list", "posetune list --markdown   # the README's table"])
     form = p.add_mutually_exclusive_group()
-    form.add_argument("--json", action="store_true", help="one JSON object per experiment")
+    form.add_argument("--json", action="store_true", help="a JSON array, one object per experiment")
     form.add_argument("--markdown", action="store_true", help="a Markdown table (the README's)")
     p.set_defaults(func=cmd_list)
 
