@@ -179,7 +179,7 @@ def render_demo_report(
     """The whole closing report for the demo's result rows (columns of the ``trials`` table)."""
     arms = arms_from_rows(rows)
     total = sum(a.wall_s for a in arms)
-    header = f"Results: {len(rows)} trials, {duration_text(total)} of training in all"
+    header = f"Results: {len(rows)} trials, {duration_text(total)} of trial time"
     sections = [[header, "", *table_lines(arms)], metric_lines(), answer_lines(arms, spread),
                 next_lines(posetune, results)]
     return "\n\n".join("\n".join(section) for section in sections) + "\n"
