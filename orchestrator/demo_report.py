@@ -29,19 +29,27 @@ METRICS: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True)
 class Spread:
-    """How far one arm's AP moves between runs of the same demo; ``source`` says where it was
-    seen and reads after "moved by up to 0.036"."""
+    """How far one arm's AP moved between repeated runs of the same demo, and where."""
 
-    ap: float
-    source: str
+    runs: Mapping[str, tuple[float, ...]]  # arm label -> AP of each recorded run
+    where: str
+
+    @property
+    def ap(self) -> float:
+        return max(max(aps) - min(aps) for aps in self.runs.values())
+
+    @property
+    def source(self) -> str:
+        count = max(len(aps) for aps in self.runs.values())
+        seen = "; ".join(f"{arm} {', '.join(f'{ap:.3f}' for ap in aps)}"
+                         for arm, aps in self.runs.items())
+        return f"between {count} runs of this demo {self.where} ({seen})"
 
 
-# Two runs of `make demo` on the same 2-core machine (the README's "How much the demo varies"):
-# the same arms scored 0.121 and 0.154 (base set only), 0.276 and 0.240 (+ 40 real).
+# Repeated `make demo` runs on a 2-core machine; README, "How much the demo varies".
 DEMO_SPREAD = Spread(
-    ap=0.036,
-    source="between two runs of this demo on one 2-core machine (base set only 0.121 vs 0.154, "
-    "base + 40 real 0.276 vs 0.240; README, 'How much the demo varies')",
+    runs={"base set only": (0.121, 0.154), "base + 40 real": (0.276, 0.240)},
+    where="on one 2-core machine",
 )
 
 

@@ -24,6 +24,8 @@ def row(real: int, synthetic: int, ap: float | None, status: str = "ok",
             "epochs_run": 20, "wall_s": wall_s, "seed": 0, **metrics}
 
 
+SPREAD = Spread({"base set only": (0.100, 0.136)}, "in a test")  # 0.036 apart
+
 # The README's recorded run.
 README_ROWS = [row(0, 0, 0.121), row(0, 100, 0.304), row(40, 0, 0.276),
                row(40, 100, 0.328, wall_s=67.8)]
@@ -35,15 +37,19 @@ def flat(text: str) -> str:
 
 
 def test_readme_rows_answer_yes_but_cannot_split_the_top_two() -> None:
-    text = render_demo_report(README_ROWS, ".venv/bin/posetune", "posetune-demo/results")
+    text = render_demo_report(README_ROWS, ".venv/bin/posetune", "posetune-demo/results",
+                              spread=SPREAD)
     assert "base + 40 real + 100 synthetic  0.328" in text
     assert "1m08s" in text and "46s" in text and "0.3280" not in text
     assert "Answer: yes. Best: base + 40 real + 100 synthetic, AP 0.328 against 0.121" in text
     assert "(+0.207, more than the run-to-run spread of 0.036)" in flat(text)
-    # 0.328 - 0.304 = 0.024 is below the 0.036 measured between two runs.
+    # 0.328 - 0.304 = 0.024 is below the spread measured between runs.
     assert ("Best vs runner-up (base + 100 synthetic): 0.024 AP apart, within the spread"
             in flat(text))
-    assert f"moved by up to {DEMO_SPREAD.ap:.3f} between two runs of this demo" in flat(text)
+    assert ("moved by up to 0.036 between 2 runs of this demo in a test (base set only 0.100, "
+            "0.136)") in flat(text)
+    shipped = render_demo_report(README_ROWS)
+    assert f"moved by up to {DEMO_SPREAD.ap:.3f} between" in flat(shipped)
     assert "higher is better" in text and "PCK05" in text
 
 
@@ -61,13 +67,13 @@ def test_next_commands_use_the_invocation_and_name_the_tables() -> None:
 
 def test_a_clear_winner_and_a_gain_within_the_spread() -> None:
     rows = [row(0, 0, 0.20), row(0, 100, 0.22), row(40, 0, 0.40), row(40, 100, 0.30)]
-    text = render_demo_report(rows, spread=Spread(0.036, "test"))
+    text = render_demo_report(rows, spread=SPREAD)
     assert "Answer: yes. Best: base + 40 real, AP 0.400" in text
     line = next(li for li in text.splitlines() if li.startswith("  base + 100 synthetic "))
     assert line.endswith(" +0.020 AP vs base set only (within the spread)")
     assert ("Best vs runner-up (base + 40 real + 100 synthetic): 0.100 AP apart, more than the "
             "spread: a clear first") in flat(text)
-    small = render_demo_report([row(0, 0, 0.20), row(0, 100, 0.22)], spread=Spread(0.036, "t"))
+    small = render_demo_report([row(0, 0, 0.20), row(0, 100, 0.22)], spread=SPREAD)
     assert "Answer: not clearly." in small
 
 
