@@ -1,25 +1,32 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   - create .venv, install posetune, run the quickstart sweep (local Ray, generated data)
+#   make demo   - create .venv, install posetune (runtime only), run the quickstart sweep
+#                 (local Ray, generated data)
 #   make test   - create .venv, install posetune + dev tools, run ruff, mypy and the test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 OUT ?= posetune-demo
 
-.PHONY: setup demo test test-slow test-ci lint bench bench-sweep-cost clean study-smoke
+.PHONY: setup setup-dev demo test test-slow test-ci lint bench bench-sweep-cost clean study-smoke
 
+# The runtime (what posetune needs to run) and, for tests and linting, the dev tools on top.
 setup: $(VENV)/.installed
+setup-dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
 demo: setup
 	$(BIN)/posetune demo --out $(OUT)
 
-lint: setup
+lint: setup-dev
 	$(BIN)/ruff check pose_core orchestrator search_spaces tests benchmarks cluster
 	$(BIN)/mypy pose_core orchestrator search_spaces
 
@@ -27,7 +34,7 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 # Slow tests (every experiment in --smoke, fault injection, multi-node): minutes each.
-test-slow: setup
+test-slow: setup-dev
 	$(BIN)/python -m pytest -q -m slow
 
 # What CI runs: the default suite, then the slow tests.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ def parse_set(values: Sequence[str]) -> dict[str, Any]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from orchestrator.listing import listing_markdown, listing_text
     from search_spaces import describe_all
 
     rows = describe_all(args.path)
@@ -42,12 +44,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         raise ValueError(f"no experiment files (*.py) in {args.path}")
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
-    width = max(len(r["name"]) for r in rows)
-    for r in rows:
-        stages = ", ".join(f"{s['name']}:{s['trials']}" for s in r["stages"])
-        print(f"{r['name']:<{width}}  {r['trials']:>3} trials  stages [{stages}]  "
-              f"datasets {', '.join(r['datasets'])}")
+    else:
+        print(listing_markdown(rows) if args.markdown else listing_text(rows), end="")
     return 0
 
 
@@ -124,20 +122,39 @@ def print_results(store: Any, experiment: str, format_table: Any) -> None:
     from orchestrator.query import query
 
     sql = (
-        "SELECT stage, variant_id, seed, status, round(AP, 3) AS AP, round(AP75, 3) AS AP75, "
-        "round(AP85, 3) AS AP85, round(PCK05, 3) AS PCK05, epochs_run, round(wall_s, 1) AS wall_s "
+        "SELECT stage, variant_id, seed, status, printf('%.3f', AP) AS AP, "
+        "printf('%.3f', AP75) AS AP75, printf('%.3f', AP85) AS AP85, "
+        "printf('%.3f', PCK05) AS PCK05, epochs_run, CAST(round(wall_s) AS INTEGER) AS wall_s "
         f"FROM trials WHERE experiment = '{experiment}' ORDER BY stage, variant_id, seed"
     )
     print(format_table(query(store.uri, sql), "table"))
-    print(f"results: {store.uri} (query with: posetune query {store.uri} --sql \"...\")")
+    posetune, uri = how_to_rerun(store.uri)
+    results = shlex.quote(uri)
+    example = f"\"SELECT variant_id, AP FROM trials WHERE experiment = '{experiment}'\""
+    print(f"AP, AP75, AP85 and PCK05 are 0 to 1, higher is better; wall_s is seconds.\n"
+          f"Next: {posetune} table {experiment} {results}\n"
+          f"      {posetune} query {results} --sql {example}   (tables: trials, epochs)")
+
+
+def how_to_rerun(results_uri: str) -> tuple[str, str]:
+    """The posetune command as the user typed it, and the results URI as seen from here."""
+    import shutil
+
+    from orchestrator.demo_report import invocation, shown_path
+
+    cwd = Path.cwd()
+    posetune = invocation(sys.argv[0], shutil.which("posetune"), cwd, sys.executable)
+    results = results_uri if "://" in results_uri else shown_path(Path(results_uri), cwd)
+    return posetune, results
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     import os
 
+    from orchestrator.demo_report import render_demo_report
     from orchestrator.driver import run_sweep
     from orchestrator.planning import SweepOptions
-    from orchestrator.query import format_table
+    from orchestrator.query import query
     from search_spaces import load_experiment
 
     out = Path(args.out).resolve()
@@ -147,7 +164,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"data and results go to {out}")
     options = SweepOptions(results=str(out / "results"), resume=args.resume, debug=args.debug)
     outcome = run_sweep(experiment, options)
-    print_results(outcome.store, experiment.name, format_table)
+    store = outcome.store
+    rows = query(store.uri, f"SELECT * FROM trials WHERE experiment = '{experiment.name}'")
+    posetune, results = how_to_rerun(store.uri)
+    print()
+    print(render_demo_report(rows.to_pylist(), posetune, results), end="")
     return report_outcome(outcome)
 
 
@@ -320,64 +341,121 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
                    "local cluster of this sweep's own")
 
 
+DESCRIPTION = """\
+posetune runs the ablation study of 2D animal pose estimation as one command per experiment:
+each experiment (search_spaces/NAME.py) is swept on Ray Tune, one trial per variant, and every
+trial lands as a row in Parquet (local folder or s3://) for SQL, tables and plots."""
+
+FIRST_STEPS = """\
+first commands to try:
+  posetune demo                     the 4-trial quickstart on generated data (about 4 min on 2 CPUs)
+  posetune list                     the study's experiments: trials, table reproduced, datasets
+  posetune sweep two_stage --smoke  one experiment of the study, CPU-sized
+
+'posetune COMMAND --help' describes a command, with examples."""
+
+
+def add_command(
+    sub: Any, name: str, text: str, examples: Sequence[str] = ()
+) -> argparse.ArgumentParser:
+    """A subcommand whose one-line ``text`` is both its help entry and its description."""
+    epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples) if examples else None
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=text, description=text, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from orchestrator.labels import LABEL_FORMATS  # light: sleap-io loads on first read
-
-    parser = argparse.ArgumentParser(prog="posetune", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="posetune", description=DESCRIPTION, epilog=FIRST_STEPS,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks and Ray logs")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                title="commands")
+    add_run_commands(sub)
+    add_result_commands(sub)
+    add_tool_commands(sub)
+    return parser
 
-    p = sub.add_parser("demo", help="the quickstart sweep on generated data, local Ray")
-    p.add_argument("--out", default="posetune-demo")
-    p.add_argument("--resume", action="store_true")
+
+def add_run_commands(sub: Any) -> None:
+    p = add_command(sub, "demo", "the quickstart sweep on generated data, on a local Ray cluster", [
+        "posetune demo                       # data and results under ./posetune-demo",
+        "posetune demo --out /tmp/d --resume # continue an interrupted demo"])
+    p.add_argument("--out", default="posetune-demo",
+                   help="folder for the generated data and the results (default %(default)s)")
+    p.add_argument("--resume", action="store_true", help="skip trials already finished there")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("sweep", help="run a shipped experiment or one from your own file")
+    p = add_command(sub, "sweep", "run an experiment (shipped, or your own file) on Ray Tune", [
+        "posetune sweep two_stage --smoke --results /tmp/two_stage   # CPU-sized",
+        "posetune sweep real_amount --seeds 3 --catalog my_catalog.toml --results s3://b/real",
+        "posetune sweep my_study.py --smoke          # your own experiment file",
+        "posetune sweep hyperparameters --plan       # what it would train; trains nothing"])
     p.add_argument("experiment", help="a shipped name (posetune list), a file my_study.py "
                    "(relative to the current directory), or MODULE_OR_FILE:ATTRIBUTE")
     add_sweep_arguments(p)
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("list", help="the shipped experiments with their trial counts")
-    p.add_argument("--json", action="store_true")
+    p = add_command(sub, "list", "the study's experiments: what each reproduces, trials, data", [
+                        "posetune list", "posetune list --markdown   # the README's table",
+                        "posetune list --path studies/             # your own files"])
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="a JSON array, one object per experiment")
+    form.add_argument("--markdown", action="store_true", help="a Markdown table (the README's)")
     p.add_argument("--path", help="list the experiment files (*.py) in this folder instead")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("new", help="write a commented starter experiment file")
+    p = add_command(sub, "new", "write a commented starter experiment file", [
+        "posetune new my_study.py && posetune sweep my_study.py --smoke",
+        "posetune new mouse_study.py --data openfield   # train on a catalog dataset"])
     p.add_argument("file", help="the file to write, e.g. my_study.py")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.add_argument("--data", help="train on this catalog dataset and test on DATA-test "
                    "(default: posetune's generated data)")
     p.set_defaults(func=cmd_new)
 
-    p = sub.add_parser("query", help="SQL over the Parquet results (tables trials, epochs)")
-    p.add_argument("results")
-    p.add_argument("--sql")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+
+def add_result_commands(sub: Any) -> None:
+    p = add_command(sub, "query", "SQL over the results (tables trials, epochs, all_trials)", [
+                        "posetune query runs/two_stage --sql "
+                        "\"SELECT variant_id, AP FROM trials ORDER BY AP DESC\"",
+                        "posetune query s3://bucket/study --format csv > trials.csv"])
+    p.add_argument("results", help="results folder or s3://bucket/prefix")
+    p.add_argument("--sql", help="a DuckDB SELECT (default: every trial's latest row)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                   help="output format (default %(default)s)")
     p.set_defaults(func=cmd_query)
 
-    p = sub.add_parser("table", help="render a table from results: a study table "
-                       "(NAME RESULTS) or any experiment's (RESULTS --experiment NAME)")
+    p = add_command(sub, "table", "render a table from results: a study table (NAME RESULTS) "
+                    "or any experiment's (RESULTS --experiment NAME)", [
+        "posetune table real_amount runs/real_amount   # Table 3, mean and 95% interval",
+        "posetune table quickstart posetune-demo/results --format csv",
+        "posetune table runs/my_study --experiment my_study   # one row per variant"])
     p.add_argument("target", nargs="+", metavar="[NAME] RESULTS",
                    help="a study table's name and the results, or only the results")
     p.add_argument("--experiment", help="the experiment whose generic table to render "
                    "(default: the only one in RESULTS)")
     p.add_argument("--format", choices=["markdown", "csv"], default="markdown",
-                   help="output format")
+                   help="output format (default %(default)s)")
     p.set_defaults(func=cmd_table)
 
-    p = sub.add_parser("plot", help="draw a figure from results: a study figure "
-                       "(NAME RESULTS) or a metric against an axis (RESULTS --x AXIS)")
+    p = add_command(sub, "plot", "draw a figure from results: a study figure (NAME RESULTS) "
+                    "or a metric against an axis (RESULTS --x AXIS)", [
+        "posetune plot synthetic_amount runs/synthetic_amount --out fig7.png   # Figure 7",
+        "posetune plot runs/my_study --x train.lr --metric AP --out lr.png"])
     p.add_argument("target", nargs="+", metavar="[NAME] RESULTS",
                    help="a study figure's name and the results, or only the results")
     p.add_argument("--experiment", help="the experiment to plot (default: the only one)")
     p.add_argument("--x", help="numeric axis: a config path (train.lr) or a results column")
     p.add_argument("--metric", default="AP", help="the metric on the y axis (default AP)")
-    p.add_argument("--out", required=True, help="the PNG to write")
+    p.add_argument("--out", required=True, help="PNG file to write")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("report", help="a static HTML report of the results: tables, curves, "
-                       "per-keypoint errors, poses, configs, provenance")
+    p = add_command(sub, "report", "a static HTML report of the results: tables, curves, "
+                    "per-keypoint errors, poses, configs, provenance", [
+        "posetune report runs/study --out report/   # open report/index.html"])
     p.add_argument("results", help="results URI: a local dir or s3://bucket/prefix")
     p.add_argument("--experiment", help="only this experiment (default: every one in RESULTS)")
     p.add_argument("--out", required=True, help="folder for index.html and its figures/")
@@ -387,58 +465,85 @@ def build_parser() -> argparse.ArgumentParser:
                    "instances of the best trial to draw, N of each (0: none)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("eval", help="score COCO-format predictions against ground truth")
-    p.add_argument("--gt", required=True, help="COCO keypoint JSON, checked as the sweep "
-                   "checks it")
-    p.add_argument("--pred", required=True, help="COCO results JSON (a list of predictions)")
-    p.add_argument("--sigmas", default="animalpose", help="NAME (animalpose, ap10k, "
-                   "animalpose-corrected, uniform:V) or a JSON file")
-    p.add_argument("--area-rule", choices=["given", "bbox"], default="given")
-    p.add_argument("--pck-normaliser", choices=["bbox", "diagonal", "sqrt_area"], default="bbox")
-    p.add_argument("--pck-threshold", type=float, default=0.05)
+    p = add_command(sub, "eval", "score COCO-format predictions against ground truth", [
+        "posetune eval --gt lynx_test.json --pred predictions.json --sigmas animalpose",
+        "posetune eval --gt gt.json --pred pred.json --per-keypoint"])
+    p.add_argument("--gt", required=True, help="ground truth: COCO keypoint JSON, checked as "
+                   "the sweep checks it")
+    p.add_argument("--pred", required=True, help="predictions: COCO keypoint results JSON")
+    p.add_argument("--sigmas", default="animalpose", help="OKS sigma set: NAME (animalpose, "
+                   "ap10k, animalpose-corrected, uniform:V) or a JSON file")
+    p.add_argument("--area-rule", choices=["given", "bbox"], default="given",
+                   help="OKS object area: the annotation's own, or bbox w*h (default %(default)s)")
+    p.add_argument("--pck-normaliser", choices=["bbox", "diagonal", "sqrt_area"], default="bbox",
+                   help="PCK distance unit: bbox = longer box side (default %(default)s)")
+    p.add_argument("--pck-threshold", type=float, default=0.05,
+                   help="PCK threshold as a fraction of the normaliser (default %(default)s)")
     p.add_argument("--json", action="store_true", help="one strict JSON object (null for NaN)")
     p.add_argument("--per-keypoint", action="store_true", help="also print AP, PCK, normalised "
                    "error and left/right swap rate per keypoint")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("model-info", help="parameters, GFLOPs and heatmap shape of a model")
-    p.add_argument("--backbone", required=True)
-    p.add_argument("--head", choices=["heatmap", "kitpose"], default="heatmap")
-    p.add_argument("--input", type=int, default=256)
-    p.add_argument("--keypoints", type=int, default=20)
-    p.add_argument("--json", action="store_true")
+
+def add_tool_commands(sub: Any) -> None:
+    from orchestrator.labels import LABEL_FORMATS  # light: sleap-io loads on first read
+
+    p = add_command(sub, "model-info", "parameters, GFLOPs and heatmap shape of a model", [
+        "posetune model-info --backbone hrnet_w32 --input 256"])
+    p.add_argument("--backbone", required=True, help="timm backbone name, e.g. hrnet_w32")
+    p.add_argument("--head", choices=["heatmap", "kitpose"], default="heatmap",
+                   help="pose head (default %(default)s)")
+    p.add_argument("--input", type=int, default=256, help="input size in pixels, square "
+                   "(default %(default)s)")
+    p.add_argument("--keypoints", type=int, default=20, help="number of keypoints "
+                   "(default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print as one JSON object")
     p.set_defaults(func=cmd_model_info)
 
-    data = sub.add_parser("data", help="generate or convert data").add_subparsers(
-        dest="data_command", required=True)
-    p = data.add_parser("synth", help="render the synthetic quadruped data set")
-    p.add_argument("--out", required=True)
-    p.add_argument("--images", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scenes", type=int, default=4)
-    p.add_argument("--style", choices=["synthetic", "camera-trap"], default="synthetic")
+    data = add_command(sub, "data", "generate or convert data sets").add_subparsers(
+        dest="data_command", required=True, metavar="COMMAND", title="commands")
+    p = add_command(data, "synth", "render the synthetic quadruped data set", [
+        "posetune data synth --out data/synthetic --images 1000",
+        "posetune data synth --out data/camera --images 200 --style camera-trap"])
+    p.add_argument("--out", required=True, help="folder to write images and annotations.json")
+    p.add_argument("--images", type=int, default=1000, help="images to render "
+                   "(default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    p.add_argument("--scenes", type=int, default=4, help="scenes the images are drawn evenly "
+                   "from (default %(default)s)")
+    p.add_argument("--style", choices=["synthetic", "camera-trap"], default="synthetic",
+                   help="clean renders, or camera-trap-like (night, blur, clutter)")
     p.set_defaults(func=cmd_data_synth)
-    p = data.add_parser("convert", help="convert labels (DeepLabCut, SLEAP, ...) to COCO JSON")
+    p = add_command(data, "convert", "convert labels (DeepLabCut, SLEAP, CzechLynx, ...) to "
+                    "COCO keypoint JSON", [
+        "posetune data convert dlc my-dlc-project/ --out labels.json",
+        "posetune data convert slp labels.v001.slp --out labels.json",
+        "posetune data convert czechlynx CzechLynx.csv --split pose:train --out lynx_train.json"])
     p.add_argument("format", choices=["czechlynx", *LABEL_FORMATS],
                    help="the source's format (dlc: a DeepLabCut project folder, config.yaml "
                    "or CollectedData csv/h5; slp, nwb, ...: read by sleap-io)")
     p.add_argument("csv", metavar="SRC", help="the label source: a file or project folder")
     p.add_argument("--out", required=True, help="the COCO keypoint JSON to write")
-    p.add_argument("--split", help="czechlynx only: e.g. pose:train or geo_aware:test")
+    p.add_argument("--split", help="czechlynx: e.g. pose:train or geo_aware:test; other "
+                   "formats: train or test (a contiguous 80/20 split)")
     p.add_argument("--images", help="czechlynx only: image root (default: the CSV's folder)")
     p.add_argument("--frames", help="where frames of video-backed sources are written as "
                    "PNG (default: OUT's folder/frames)")
     p.set_defaults(func=cmd_data_convert)
 
-    p = sub.add_parser("predict", help="poses for a folder of images with a checkpoint")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--images", required=True)
-    p.add_argument("--detections", help="MegaDetector batch-output JSON (boxes)")
-    p.add_argument("--threshold", type=float, default=0.2, help="detection confidence")
-    p.add_argument("--out", required=True)
+    p = add_command(sub, "predict", "poses for a folder of images with a checkpoint", [
+        "posetune predict --checkpoint runs/x/best.pt --images photos/ --out poses.json "
+        "--overlay drawn/"])
+    p.add_argument("--checkpoint", required=True, help="a trial's checkpoint: file, Ray "
+                   "checkpoint folder or s3:// URI")
+    p.add_argument("--images", required=True, help="folder of images")
+    p.add_argument("--detections", help="MegaDetector batch-output JSON (boxes); default: "
+                   "each whole image is one animal")
+    p.add_argument("--threshold", type=float, default=0.2,
+                   help="minimum detection confidence (default %(default)s)")
+    p.add_argument("--out", required=True, help="COCO keypoint results JSON to write")
     p.add_argument("--overlay", help="folder for images with the skeleton drawn")
     p.set_defaults(func=cmd_predict)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -97,6 +97,9 @@ def init_ray(options: SweepOptions) -> None:
     if address and address != "local":
         ray.init(address=address, **quiet)  # told to join: --address, RAY_ADDRESS, job submit
         return
+    from orchestrator.quiet import apply_local_ray_settings
+
+    apply_local_ray_settings(address)  # Ray's own token-auth default, stated: no warning
     # Otherwise a cluster of our own, never one another process started: address="local"
     # always starts a new one (plain ray.init() would join a running local cluster, and
     # die with it when the process that started it ends).

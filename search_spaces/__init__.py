@@ -136,7 +136,8 @@ def describe(experiment: Experiment) -> dict[str, Any]:
     return {
         "name": experiment.name,
         "description": experiment.description.strip().splitlines()[0],
-        "trials": stages[-1]["trials"],
+        "trials": stages[-1]["trials"],  # the final stage's: the rows of its table
+        "total_trials": sum(s["trials"] for s in stages),
         "stages": stages,
         "datasets": datasets_of(experiment),
         "metric": experiment.metric,
