@@ -78,7 +78,7 @@ def test_starter_smoke_sweep_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         store = run_sweep(load_experiment("my_study.py"),
-                          SweepOptions(results=str(tmp_path / "runs"), smoke=True))
+                          SweepOptions(results=str(tmp_path / "runs"), smoke=True)).store
     finally:
         ray.shutdown()
     rows = store.read_trials().to_pylist()

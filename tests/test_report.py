@@ -13,7 +13,8 @@ from PIL import Image
 
 from orchestrator.cli import main
 from orchestrator.report import build_report, parse_markdown_table
-from orchestrator.results import EpochRecord, ResultsStore, TrialRecord
+from orchestrator.results import ResultsStore
+from orchestrator.schema import EpochRecord, TrialRecord
 from pose_core.config import TrialConfig, with_values
 from tests.test_tables import T0, record, write_experiment
 
