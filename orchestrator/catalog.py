@@ -164,12 +164,14 @@ class Catalog:
 
         ``needs`` (images a sweep draws from each set) sizes the generated sets so a sweep
         never renders more than it uses; image i depends only on (seed, i), so a larger set
-        extends a smaller one.
+        extends a smaller one. The small (smoke) sets never shrink below their fixed sizes:
+        every smoke sweep then draws from the same pools, so equal trials of different
+        experiments draw equal subsets and one can reuse the other (orchestrator.reuse).
         """
         sizes = dict(SMOKE_SIZES if smoke else DEFAULT_SIZES)
         for name, count in (needs or {}).items():
             if name in sizes and count > 0:
-                sizes[name] = count
+                sizes[name] = max(count, sizes[name]) if smoke else count
         entries = {
             name: DatasetEntry(
                 name, generate={"style": style, "seed": seed, "images": sizes[name], "scenes": 4}

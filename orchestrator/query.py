@@ -79,7 +79,10 @@ def _cell(value: Any, width: int = 48) -> Any:
 
 def _text_table(table: pa.Table) -> str:
     rows = [[_cell(row[name]) for name in table.column_names] for row in table.to_pylist()]
-    text = tabulate(rows, headers=table.column_names, floatfmt=".4g", missingval="")
+    # Text cells stay as written (a query's printf('%.3f') keeps its digits); numbers are
+    # formatted here.
+    text = tabulate(rows, headers=table.column_names, floatfmt=".4g", missingval="",
+                    disable_numparse=True)
     return f"{text}\n({table.num_rows} row{'' if table.num_rows == 1 else 's'})\n"
 
 

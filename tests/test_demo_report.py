@@ -129,28 +129,25 @@ def test_demo_command_prints_the_report(tmp_path: Path, monkeypatch: pytest.Monk
                                         capsys: pytest.CaptureFixture[str]) -> None:
     """``posetune demo`` wiring, with the sweep replaced by a store of finished rows."""
     import orchestrator.driver
-    import orchestrator.quiet
     from orchestrator.cli import main
+    from orchestrator.driver import SweepOutcome
     from orchestrator.results import ResultsStore
     from tests.test_results import make_trial
 
-    def fake_sweep(experiment: Any, options: Any) -> ResultsStore:
+    def fake_sweep(experiment: Any, options: Any) -> SweepOutcome:
         store = ResultsStore(options.results)
         for i, (real, synthetic) in enumerate([(0, 0), (0, 100), (40, 0), (40, 100)]):
             store.append_trial(make_trial(experiment=experiment.name, variant_id=f"v{i}",
                                           trial_id=f"t{i}", real_count=real,
                                           synthetic_count=synthetic, AP=0.1 + 0.1 * i))
-        return store
+        return SweepOutcome(store, {"ok": 4})
 
-    settings: list[str | None] = []
     monkeypatch.setattr(orchestrator.driver, "run_sweep", fake_sweep)
-    monkeypatch.setattr(orchestrator.quiet, "apply_local_ray_settings", settings.append)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("POSETUNE_DATA", "")  # the demo sets it; restored after the test
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", [".venv/bin/posetune", "demo"])
     assert main(["demo", "--out", "posetune-demo"]) == 0
     out = capsys.readouterr().out
-    assert settings == [None]
     assert "Answer: yes. Best: base + 40 real + 100 synthetic, AP 0.400" in out
     assert "\n  .venv/bin/posetune table quickstart posetune-demo/results\n" in out

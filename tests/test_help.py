@@ -64,5 +64,5 @@ def test_subcommand_help_has_examples(capsys: pytest.CaptureFixture[str]) -> Non
     with pytest.raises(SystemExit):
         build_parser().parse_args(["plot", "--help"])
     out = capsys.readouterr().out
-    assert "draw a figure of the study" in out and "PNG file to write" in out
+    assert "draw a figure from results" in out and "PNG file to write" in out
     assert "examples:\n  posetune plot synthetic_amount" in out
