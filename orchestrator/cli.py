@@ -312,12 +312,15 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-reuse", action="store_true",
                    help="train every trial, even one the results store already holds a "
                    "finished trial with the same training identity for (from any experiment)")
-    p.add_argument("--resume", action="store_true", help="skip trials already finished there")
+    p.add_argument("--resume", action="store_true", help="continue a sweep in the same "
+                   "--results: skip trials whose finished row has the same training identity, "
+                   "rerun changed ones (named on the terminal)")
     p.add_argument("--scale", default="full", help="trial sizes: full (the study's, default) or "
                    "smoke (seconds a trial on a CPU; numbers mean nothing)")
     p.add_argument("--smoke", action="store_true", help="same as --scale smoke")
     p.add_argument("--seeds", type=int, help="repeat every trial with N seeds")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="set a config value for every trial, e.g. train.batch_size=32 "
+                   "(refused on a path the experiment varies)")
     p.add_argument("--catalog", help="data catalog TOML (default: generated data)")
     p.add_argument("--stage", action="append", help="run only these stages")
     p.add_argument("--workers", type=int, default=1, help="data-parallel workers per trial "

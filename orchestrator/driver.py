@@ -19,12 +19,13 @@ stopped by ASHA. A stage never starts after a failed or interrupted stage it dep
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -322,21 +323,52 @@ def run_stage(
                             resources.max_concurrent, resources.runner == "tune", storage,
                             [callback, *tracker_callbacks(options, experiment)])
         started = time.time()
-        grid = tuner.fit()
+        with interruption_watch(options.debug) as watch:
+            grid = tuner.fit()
         say(callback.summary(time.time() - started))
         for status, count in callback.counts().items():
             outcome.counts[status] = outcome.counts.get(status, 0) + count
         outcome.failures += callback.failures
-        # Tune returns from fit() after Ctrl-C (it handles SIGINT itself) with trials left
-        # pending or running, or with fewer samples than asked for.
+        # Tune handles Ctrl-C itself: it stops the run, saves its state and returns from
+        # fit() as if done, saying so only in a log line (watched for here), with trials left
+        # pending or running, or fewer samples than asked for.
         trials = grid._experiment_analysis.trials
         unfinished = [t for t in trials if t.status not in ("TERMINATED", "ERROR")]
         short = stage.search == "optuna" and len(trials) < stage.num_samples
-        if unfinished or short:
+        if watch.interrupted or unfinished or short:
             outcome.interrupted = True
             return False
         complete = complete and callback.counts().get("failed", 0) == 0
     return complete
+
+
+class InterruptionWatch(logging.Handler):
+    """Records Tune's "Experiment has been interrupted" (logged by ``ray.tune.tune`` when
+    Ctrl-C ended ``fit()``); prints nothing itself."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.interrupted = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "has been interrupted" in record.getMessage():
+            self.interrupted = True
+
+
+@contextlib.contextmanager
+def interruption_watch(debug: bool) -> Iterator[InterruptionWatch]:
+    logger = logging.getLogger("ray.tune.tune")
+    watch = InterruptionWatch()
+    saved = (logger.level, logger.propagate)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = debug  # the line reaches the terminal only with --debug
+    logger.addHandler(watch)
+    try:
+        yield watch
+    finally:
+        logger.removeHandler(watch)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def tracker_callbacks(options: SweepOptions, experiment: Experiment) -> list[Any]:

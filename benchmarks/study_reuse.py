@@ -1,0 +1,69 @@
+"""How much training the whole study repeats: image-epochs of every experiment's trials,
+naive (each trained) against study-wide reuse (each training identity once), from the same
+planning and preflight a sweep runs (job digests: config, drawn subsets, weights, code).
+
+    .venv/bin/python benchmarks/study_reuse.py --scale smoke
+
+Nothing is trained. At the full scale the preflight renders the generated stand-in sets at
+their full sizes first (minutes, once per machine). Sampled (TPE) stages are counted at
+their epochs maximum and never reused (their trials are not known before they run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from orchestrator.cost_plan import make_plan, train_images  # noqa: E402
+from orchestrator.planning import SweepOptions  # noqa: E402
+from orchestrator.preflight import preflight  # noqa: E402
+from search_spaces import load_experiment, names  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default="smoke", help="full or smoke")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per experiment")
+    args = parser.parse_args()
+    os.environ.setdefault("POSETUNE_DATA", str(Path(tempfile.gettempdir()) / "posetune-bench"))
+    started = time.time()
+    seen: dict[str, str] = {}
+    naive = unique = 0
+    with tempfile.TemporaryDirectory() as results:
+        options = SweepOptions(results=results, scale=args.scale, seeds=args.seeds, reuse=False)
+        for name in names():
+            experiment = load_experiment(name)
+            sizes: dict[str, int] = {}
+            planned, catalog = preflight(experiment, options, lambda line: None, sizes)
+            plan = make_plan(experiment, planned, sizes, options, catalog.to_dict())
+            mine = theirs = 0
+            for stage in planned.values():
+                for job in stage:
+                    if job.sampled:
+                        continue
+                    job = job.__class__(**{**job.__dict__, "catalog": catalog.to_dict()})
+                    work = train_images(job, sizes) * job.config.train.epochs
+                    if job.digest in seen:
+                        theirs += work
+                    else:
+                        seen[job.digest] = f"{name}/{job.trial_key}"
+                        mine += work
+            sampled = sum(s.image_epochs for s in plan.stages if s.upper_bound)
+            naive += plan.total("image_epochs")
+            unique += mine + sampled
+            print(f"{name:22s} image-epochs {plan.total('image_epochs'):>12,}  "
+                  f"already trained by an earlier experiment {theirs:>10,}", flush=True)
+    saving = 1 - unique / naive if naive else 0.0
+    print(f"study_reuse: scale {args.scale}, seeds {args.seeds}: naive {naive:,} image-epochs, "
+          f"with study-wide reuse {unique:,} ({saving:.0%} less); planned in "
+          f"{time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
