@@ -137,7 +137,7 @@ def check_images(catalog: Catalog, names: set[str], say: Callable[[str], None]) 
     shown: dict[str, int] = {}
 
     def progress(name: str, done: int, total: int) -> None:
-        step = max(1, total // 4)
+        step = max(1, total // 4) if total >= 1000 else total  # quarters for large sets only
         if done == total or done // step > shown.get(name, 0):
             shown[name] = done // step
             say(f"  decoding {name}: {done}/{total} images")
