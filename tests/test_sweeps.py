@@ -239,7 +239,11 @@ def test_failed_stage_fails_the_sweep_and_blocks_its_dependants(ray_cluster: Any
                                         "model.weights": "@best:pre"}, depends_on=("pre",)),
         ),
     )
-    store = sweep(experiment, tmp_path, max_failures=2)
+    import os
+
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow 3 keeps file stores behind this
+    mlruns = tmp_path / "mlruns"
+    store = sweep(experiment, tmp_path, max_failures=2, loggers=(f"mlflow=file:{mlruns}",))
     outcome = store.outcome  # type: ignore[attr-defined]
     every = store.read_trials(latest_only=False).to_pylist()
     assert [(r["stage"], r["status"]) for r in every] == [("pre", "failed")]  # one row: no retry
@@ -247,6 +251,13 @@ def test_failed_stage_fails_the_sweep_and_blocks_its_dependants(ray_cluster: Any
     assert outcome.exit_code == 3 and outcome.counts == {"failed": 1}
     assert outcome.not_started and outcome.not_started[0].startswith("fine:")
     assert outcome.failures[0].startswith("pre/baseline/seed=0: ")
+    # --log mlflow: the sweep's trial is an MLflow run with the job as params.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"file:{mlruns}")
+    (run,) = client.search_runs([client.get_experiment_by_name("fail_test").experiment_id])
+    assert run.data.params["train.lr"] == "1000000000000.0"
+    assert run.data.params["stage"] == "pre" and run.data.params["variant_id"] == "baseline"
 
 
 def test_study_wide_reuse_and_a_plan_that_matches_what_trains(ray_cluster: Any,
