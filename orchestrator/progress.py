@@ -50,6 +50,7 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
         self.total = total
         self.say = say
         self.failures: list[str] = []
+        self.fraction: dict[str, float] = {}  # running trials: epochs done / epochs
         self.reports: dict[str, list[dict[str, Any]]] = {}
         self.started: dict[str, datetime] = {}
         self.status: dict[str, str] = {}
@@ -66,6 +67,8 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
     ) -> None:
         row = {k: result[k] for k in KEEP if k in result}
         self.reports.setdefault(trial.trial_id, []).append(row)
+        epochs = max(1, trial.config["job"].config.train.epochs)
+        self.fraction[trial.trial_id] = min(1.0, float(row.get("epoch", 0)) / epochs)
         ap = row.get("AP") if row.get("evaluated") else None
         note = f"epoch {row.get('epoch')}: loss {row.get('loss', float('nan')):.3g}"
         if ap is not None:
@@ -141,8 +144,11 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
         finished = done + failed
         elapsed = time.time() - self.t0
         eta = ""
-        if finished and finished < self.total:
-            eta = f", ETA {short(elapsed / finished * (self.total - finished))}"
+        # Work done so far: finished trials whole, running ones by their share of epochs.
+        partial = sum(self.fraction.get(t, 0.0) for t, v in self.status.items() if v == "running")
+        progress = (finished + partial) / max(1, self.total)
+        if finished < self.total and progress > 0.05:
+            eta = f", ETA {short(elapsed / progress * (1 - progress))}"
         best = f" | best {self.experiment.metric} {self.best[0]:.3f} ({self.best[1]})" \
             if self.best else ""
         self.say(
