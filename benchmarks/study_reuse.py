@@ -12,6 +12,7 @@ their epochs maximum and never reused (their trials are not known before they ru
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -47,7 +48,7 @@ def main() -> None:
                 for job in stage:
                     if job.sampled:
                         continue
-                    job = job.__class__(**{**job.__dict__, "catalog": catalog.to_dict()})
+                    job = dataclasses.replace(job, catalog=catalog.to_dict())
                     work = train_images(job, sizes) * job.config.train.epochs
                     if job.digest in seen:
                         theirs += work

@@ -10,6 +10,7 @@ this code (BENCHMARKS.md), and a CPU figure would mislead, so GPU-hours are show
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -76,7 +77,8 @@ def make_plan(
 ) -> SweepPlan:
     """The cost of ``planned`` (jobs from the preflight; ``sizes``: instances per dataset)."""
     store = ResultsStore(options.results)
-    done = finished_by_digest(store) if options.reuse else {}
+    rows = store.read_trials(latest_only=True).to_pylist() if options.reuse else []
+    done = finished_by_digest(rows)
     plan = SweepPlan(experiment.name, options.scale_of.name, throughput=throughput)
     for name, jobs in planned.items():
         stage = experiment.stage(name)
@@ -91,8 +93,7 @@ def make_plan(
         for job in jobs:
             work = train_images(job, sizes) * job.config.train.epochs
             entry.image_epochs += work
-            ready = job.__class__(**{**job.__dict__, "catalog": catalog})
-            if ready.digest in done:
+            if dataclasses.replace(job, catalog=catalog).digest in done:
                 entry.reused += 1
                 entry.reused_image_epochs += work
         plan.stages.append(entry)

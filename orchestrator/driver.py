@@ -42,7 +42,7 @@ from orchestrator.planning import (
 )
 from orchestrator.preflight import preflight
 from orchestrator.progress import SweepCallback
-from orchestrator.results import ResultsStore
+from orchestrator.results import ResultsStore, finished_rows
 from orchestrator.reuse import reuse
 from orchestrator.storage import join
 from orchestrator.store_lock import store_lock
@@ -267,12 +267,13 @@ def jobs_to_run(
     """References resolved; with ``--resume``, grid jobs whose finished row has the same
     digest are skipped, and changed ones are named and rerun; then trials another
     experiment (or stage) of the store already trained are reused, not trained."""
-    jobs = [resolve_references(job, store, experiment) for job in jobs]
+    rows = store.read_trials(latest_only=True).to_pylist()  # once for all three uses
+    jobs = [resolve_references(job, rows, experiment) for job in jobs]
     if stage.search != "grid":
         return jobs
     if not resume:
-        return reuse(jobs, store, say) if reuse_trials else jobs
-    done = store.finished_rows(experiment.name)
+        return reuse(jobs, rows, store, say) if reuse_trials else jobs
+    done = finished_rows(rows, experiment.name)
     todo, changed = [], []
     for job in jobs:
         row = done.get(job.key)
@@ -289,7 +290,7 @@ def jobs_to_run(
     if len(todo) < len(jobs):
         say(f"{tag} resuming: {len(jobs) - len(todo)} finished trial(s) skipped, "
             f"{len(todo)} to run")
-    return reuse(todo, store, say) if reuse_trials else todo
+    return reuse(todo, rows, store, say) if reuse_trials else todo
 
 
 def json_loads(text: str | None) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from orchestrator.experiment import (
     expand_stage,
     variant_id,
 )
-from orchestrator.results import ResultsStore
 from orchestrator.scale import COUNT_PATHS, EPOCH_PATH, SCALES, Scale, get_scale
 from pose_core.config import ConfigError, TrialConfig, with_values
 
@@ -277,15 +276,17 @@ def with_run(job: TrialJob, catalog: Mapping[str, Any], run: RunSettings) -> Tri
     return dataclasses.replace(job, catalog=catalog, run=run)
 
 
-def resolve_references(job: TrialJob, store: ResultsStore, experiment: Experiment) -> TrialJob:
+def resolve_references(
+    job: TrialJob, rows: list[dict[str, Any]], experiment: Experiment,
+) -> TrialJob:
     """Replace ``@best:STAGE`` / ``@match:STAGE`` by the checkpoint URI of that stage's trial
-    (the best one, or the one with the same seed)."""
+    (the best one, or the one with the same seed); ``rows``: the store's latest trial rows."""
     weights = job.config.model.weights
     if not is_reference(weights):
         return job
     kind, stage = str(weights)[1:].split(":", 1)
     rows = [
-        r for r in store.read_trials().to_pylist()
+        r for r in rows
         if r["experiment"] == experiment.name and r["stage"] == stage and r["status"] == "ok"
         and r["checkpoint_uri"]
     ]

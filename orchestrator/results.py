@@ -101,6 +101,17 @@ def latest_trials(table: pa.Table) -> pa.Table:
     )
 
 
+def finished_rows(
+    rows: list[dict[str, Any]], experiment: str,
+) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """:meth:`ResultsStore.finished_rows` over rows already read (latest row per trial)."""
+    return {
+        (row["stage"], row["variant_id"], row["seed"]): row
+        for row in rows
+        if row["experiment"] == experiment and row["status"] in ("ok", "stopped")
+    }
+
+
 class ResultsStore:
     """Append-only Parquet results under a local folder or an ``s3://bucket/prefix`` URI."""
 
@@ -223,12 +234,7 @@ class ResultsStore:
         latest row is ok or stopped (ASHA's cut is a finished trial; a failed one is rerun by
         ``--resume``). The same latest-row rule as :meth:`read_trials`, so a resume skips
         exactly the trials that the tables show as finished (when their digest matches)."""
-        rows = self.read_trials(latest_only=True).to_pylist()
-        return {
-            (row["stage"], row["variant_id"], row["seed"]): row
-            for row in rows
-            if row["experiment"] == experiment and row["status"] in ("ok", "stopped")
-        }
+        return finished_rows(self.read_trials(latest_only=True).to_pylist(), experiment)
 
     def _read(self, folder: str, cls: type) -> pa.Table:
         schema = arrow_schema(cls)

@@ -26,10 +26,11 @@ from orchestrator.results import ResultsStore
 from orchestrator.schema import EpochRecord, TrialRecord
 
 
-def finished_by_digest(store: ResultsStore) -> dict[str, dict[str, Any]]:
-    """The latest ``ok`` row of each job digest in the store (any experiment)."""
+def finished_by_digest(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The latest ``ok`` row of each job digest among a store's latest trial rows (any
+    experiment)."""
     out: dict[str, dict[str, Any]] = {}
-    for row in store.read_trials(latest_only=True).to_pylist():
+    for row in rows:
         digest = row.get("job_digest")
         if row["status"] == "ok" and digest and row.get("checkpoint_uri"):
             if digest not in out or row["ended_at"] > out[digest]["ended_at"]:
@@ -42,10 +43,12 @@ def source_key(row: dict[str, Any]) -> str:
 
 
 def reuse(
-    jobs: list[TrialJob], store: ResultsStore, say: Callable[[str], None],
+    jobs: list[TrialJob], rows: list[dict[str, Any]], store: ResultsStore,
+    say: Callable[[str], None],
 ) -> list[TrialJob]:
-    """Write rows for the jobs the store has already trained; return those still to train."""
-    finished = finished_by_digest(store)
+    """Write rows for the jobs the store (whose latest trial rows are ``rows``) has already
+    trained; return those still to train."""
+    finished = finished_by_digest(rows)
     epochs: list[dict[str, Any]] | None = None
     todo = []
     for job in jobs:

@@ -160,7 +160,7 @@ class TuneSession(_Steps):
         if is_local(uri):
             path = Path(strip_scheme(uri))
             self.restarted = path.is_file()
-            yield path if path.is_file() else None
+            yield path if self.restarted else None
             return
         if not exists(uri):
             yield None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from pathlib import Path
 
@@ -101,15 +102,15 @@ def test_job_pickles_whole_and_its_digest_tracks_config_and_data(tmp_path: Path)
     exp = experiment(axes={"data.real_count": Grid(10, 20)})
     jobs = plan(exp, SweepOptions(results=str(tmp_path)))["main"]
     catalog = {"datasets": {"lynx-train": {"coco": "a.json"}, "unused": {"coco": "b.json"}}}
-    job = jobs[0].__class__(**{**jobs[0].__dict__, "catalog": catalog})
+    job = dataclasses.replace(jobs[0], catalog=catalog)
     again = pickle.loads(pickle.dumps(job))
     assert again == job and again.digest == job.digest
     assert jobs[0].digest != jobs[1].digest  # 10 vs 20 real images
-    other_data = job.__class__(**{**job.__dict__,
-                                  "catalog": {"datasets": {"lynx-train": {"coco": "c.json"}}}})
+    other_data = dataclasses.replace(
+        job, catalog={"datasets": {"lynx-train": {"coco": "c.json"}}})
     assert other_data.digest != job.digest
-    unused = job.__class__(**{**job.__dict__, "catalog": {
-        "datasets": {"lynx-train": {"coco": "a.json"}, "unused": {"coco": "z.json"}}}})
+    unused = dataclasses.replace(job, catalog={
+        "datasets": {"lynx-train": {"coco": "a.json"}, "unused": {"coco": "z.json"}}})
     assert unused.digest == job.digest  # a dataset the trial does not read changes nothing
 
 
@@ -164,7 +165,6 @@ def test_every_identity_field_changes_the_digest(monkeypatch: pytest.MonkeyPatch
     """Reuse and resume are conservative: a change to any config field, to a catalog entry
     the trial reads, to its backbone's weights entry or to the training code is a new
     training."""
-    import dataclasses
 
     from orchestrator import planning
 
