@@ -35,6 +35,11 @@ from pose_core.checks import load_image
 
 log = logging.getLogger(__name__)
 
+# np.load parses each .npy header with ast.literal_eval, and CPython 3.11's parser is not safe to
+# run from several threads at once ("SystemError: AST constructor recursion depth mismatch",
+# CPython gh-106905); the header read is microseconds, so mapping is serialised.
+_HEADER_LOCK = threading.Lock()
+
 STORE_ENV = "POSETUNE_IMAGE_STORE"
 SHM = Path("/dev/shm")
 # /dev/shm is used only when it can take a real data set: Docker's default is 64 MiB.
@@ -235,7 +240,8 @@ class ImageStore:
 def _map(entry: Path) -> np.ndarray | None:
     """The stored image, mapped read-only; None when it is absent or not a valid image file."""
     try:
-        mapped = np.load(entry, mmap_mode="r", allow_pickle=False)
+        with _HEADER_LOCK:
+            mapped = np.load(entry, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, EOFError):
