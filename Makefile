@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 OUT ?= posetune-demo
 
-.PHONY: setup setup-dev demo test test-slow test-ci lint bench bench-sweep-cost clean study-smoke
+.PHONY: setup setup-dev demo test test-slow test-ci lint bench bench-sweep-cost clean study-smoke study-mini
 
 # The runtime (what posetune needs to run) and, for tests and linting, the dev tools on top.
 setup: $(VENV)/.installed
@@ -56,10 +56,10 @@ bench-sweep-cost: setup
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(OUT)
 
-# The whole study in --smoke on local Ray (~4 min on 2 cores), then its tables and Figure 7.
-STUDY ?= runs/study-smoke
+# The study's seven experiments into one store, then every table, Figure 7 and the findings
+# check in STORE/STUDY.md. study-mini: rows that differ, 3 seeds with subsets redrawn per
+# seed (about an hour on 2 cores); study-smoke: the plumbing only (a few minutes).
+study-mini: setup
+	benchmarks/run_study.sh mini $(or $(SEEDS),3) $(or $(STUDY),runs/study-mini)
 study-smoke: setup
-	for e in $$($(BIN)/posetune list --json | $(BIN)/python -c "import json,sys; print(' '.join(r['name'] for r in json.load(sys.stdin)))"); do \
-		$(BIN)/posetune sweep $$e --smoke --results $(STUDY) || exit 1; done
-	$(BIN)/posetune table two_stage $(STUDY)
-	$(BIN)/posetune plot synthetic_amount $(STUDY) --out $(STUDY)/figure7.png
+	benchmarks/run_study.sh smoke $(or $(SEEDS),1) $(or $(STUDY),runs/study-smoke)

@@ -58,7 +58,7 @@ import os
 import shutil
 import tomllib
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -134,7 +134,6 @@ def dataset_keys() -> tuple[str, ...]:
 
 
 DEFAULT_SIZES = {"animalpose": 400, "lynx-train": 1000, "lynx-test": 300, "lynx-synthetic": 10000}
-SMOKE_SIZES = {"animalpose": 60, "lynx-train": 40, "lynx-test": 40, "lynx-synthetic": 100}
 GENERATED = {
     # name: (style, seed). Real sets are stood in by the camera-trap style, synthetic by
     # the clean render style, so "real vs synthetic" keeps its domain gap.
@@ -158,20 +157,22 @@ class Catalog:
 
     @classmethod
     def default(
-        cls, smoke: bool = False, data_dir: str | None = None, needs: dict[str, int] | None = None
+        cls, pools: Mapping[str, int] | None = None, data_dir: str | None = None,
+        needs: dict[str, int] | None = None,
     ) -> Catalog:
         """Generated stand-ins for every dataset name the study uses.
 
-        ``needs`` (images a sweep draws from each set) sizes the generated sets so a sweep
-        never renders more than it uses; image i depends only on (seed, i), so a larger set
-        extends a smaller one. The small (smoke) sets never shrink below their fixed sizes:
-        every smoke sweep then draws from the same pools, so equal trials of different
-        experiments draw equal subsets and one can reuse the other (orchestrator.reuse).
+        Without ``pools`` (a scale's ``dataset_sizes``), ``needs`` (images a sweep draws
+        from each set) sizes the generated sets so a sweep never renders more than it uses;
+        image i depends only on (seed, i), so a larger set extends a smaller one. With
+        ``pools`` the sets never shrink below those fixed sizes: every sweep of that scale
+        then draws from the same pools, so equal trials of different experiments draw equal
+        subsets and one can reuse the other (orchestrator.reuse).
         """
-        sizes = dict(SMOKE_SIZES if smoke else DEFAULT_SIZES)
+        sizes = dict(pools or DEFAULT_SIZES)
         for name, count in (needs or {}).items():
             if name in sizes and count > 0:
-                sizes[name] = max(count, sizes[name]) if smoke else count
+                sizes[name] = max(count, sizes[name]) if pools else count
         entries = {
             name: DatasetEntry(
                 name, generate={"style": style, "seed": seed, "images": sizes[name], "scenes": 4}
@@ -182,7 +183,8 @@ class Catalog:
 
     @classmethod
     def from_file(
-        cls, path: str | Path, smoke: bool = False, needs: dict[str, int] | None = None
+        cls, path: str | Path, pools: Mapping[str, int] | None = None,
+        needs: dict[str, int] | None = None,
     ) -> Catalog:
         path = Path(path)
         try:
@@ -191,7 +193,7 @@ class Catalog:
             raise CatalogError(f"catalog {path}: cannot read: {error}") from None
         _check_top_level(raw, path)
         folder = Path(os.path.abspath(path)).parent
-        base = cls.default(smoke, needs=needs)
+        base = cls.default(pools, needs=needs)
         datasets = dict(base.datasets)
         for name, values in raw.get("datasets", {}).items():
             datasets[name] = _dataset_entry(name, values, path, folder)

@@ -68,7 +68,7 @@ def sweep_options(args: argparse.Namespace, results: str) -> Any:
         max_failures=args.max_failures, stages=tuple(args.stage or ()),
         tune_storage=args.tune_storage, ray_address=args.address, debug=args.debug,
         runner=args.runner, loggers=tuple(getattr(args, "log", None) or ()),
-        reuse=not args.no_reuse,
+        reuse=not args.no_reuse, redraw_subsets=getattr(args, "redraw_subsets", False),
     )
 
 
@@ -276,6 +276,13 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_findings(args: argparse.Namespace) -> int:
+    from orchestrator.findings import evaluate, render
+
+    print(render(evaluate(args.results, args.metric), args.metric))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from orchestrator.report import build_report
 
@@ -315,10 +322,14 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue a sweep in the same "
                    "--results: skip trials whose finished row has the same training identity, "
                    "rerun changed ones (named on the terminal)")
-    p.add_argument("--scale", default="full", help="trial sizes: full (the study's, default) or "
-                   "smoke (seconds a trial on a CPU; numbers mean nothing)")
+    p.add_argument("--scale", default="full", help="trial sizes: full (the study's, default), "
+                   "mini (a laptop: the whole study in about an hour on 2 cores, rows that "
+                   "differ) or smoke (seconds a trial on a CPU; numbers mean nothing)")
     p.add_argument("--smoke", action="store_true", help="same as --scale smoke")
     p.add_argument("--seeds", type=int, help="repeat every trial with N seeds")
+    p.add_argument("--redraw-subsets", action="store_true",
+                   help="each seed also redraws the data subsets (nested within the seed), so "
+                   "intervals cover which images were drawn, not only the initialisation")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="set a config value for every trial, e.g. train.batch_size=32 "
                    "(refused on a path the experiment varies)")
     p.add_argument("--catalog", help="data catalog TOML (default: generated data)")
@@ -443,6 +454,13 @@ def add_result_commands(sub: Any) -> None:
     p.add_argument("--format", choices=["markdown", "csv"], default="markdown",
                    help="output format (default %(default)s)")
     p.set_defaults(func=cmd_table)
+
+    p = add_command(sub, "findings", "check the study's seven findings against a store that "
+                    "holds the study's experiments: agrees, differs or within noise", [
+        "posetune findings runs/study-mini   # after make study-mini"])
+    p.add_argument("results", help="results folder or s3:// URI holding the seven experiments")
+    p.add_argument("--metric", default="AP", help="the metric compared (default AP)")
+    p.set_defaults(func=cmd_findings)
 
     p = add_command(sub, "plot", "draw a figure from results: a study figure (NAME RESULTS) "
                     "or a metric against an axis (RESULTS --x AXIS)", [

@@ -122,6 +122,8 @@ class Experiment:
     table: str | None = None
     smoke: Mapping[str, Any] = field(default_factory=dict)
     seeds: int = 1
+    # Per-scale changes, {scale name: {path: value}}; ``smoke`` is shorthand for scales["smoke"].
+    scales: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -135,6 +137,11 @@ class Experiment:
             if stage.name == name:
                 return stage
         raise KeyError(f"experiment {self.name!r} has no stage {name!r}")
+
+    def scale_changes(self, scale: str) -> dict[str, Any]:
+        """This experiment's own changes at ``scale`` (applied after the variant's values)."""
+        changes = dict(self.smoke) if scale == "smoke" else {}
+        return changes | dict(self.scales.get(scale, {}))
 
     def with_seeds(self, seeds: int) -> Experiment:
         return dataclasses.replace(self, seeds=seeds)
@@ -162,14 +169,16 @@ def validate(experiment: Experiment) -> None:
                 raise ConfigError(f"{where}: stage {stage.name!r} depends on unknown or later stage {dep!r}")
         seen.add(stage.name)
         _validate_stage(experiment, stage, f"{where}, stage {stage.name!r}")
-    for path, value in experiment.smoke.items():
-        _check(path, value, f"{where}, smoke")
-        for stage in experiment.stages:
-            varied = set(stage.axes) | {p for c in (stage.cases.cases.values() if stage.cases
-                                                    else ()) for p in c}
-            if path in varied:
-                raise ConfigError(f"{where}, smoke: {path} is varied by stage {stage.name!r}; "
-                                  "a scale change there would relabel its trials")
+    for scale, changes in [("smoke", experiment.smoke), *experiment.scales.items()]:
+        for path, value in changes.items():
+            _check(path, value, f"{where}, {scale}")
+            for stage in experiment.stages:
+                varied = set(stage.axes) | {p for c in (stage.cases.cases.values() if stage.cases
+                                                        else ()) for p in c}
+                if path in varied:
+                    raise ConfigError(f"{where}, {scale}: {path} is varied by stage "
+                                      f"{stage.name!r}; a scale change there would relabel "
+                                      "its trials")
 
 
 def _validate_stage(experiment: Experiment, stage: Stage, where: str) -> None:

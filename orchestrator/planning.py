@@ -29,7 +29,7 @@ from orchestrator.experiment import (
     expand_stage,
     variant_id,
 )
-from orchestrator.scale import COUNT_PATHS, EPOCH_PATH, SCALES, Scale, get_scale
+from orchestrator.scale import BACKBONE_PATH, COUNT_PATHS, EPOCH_PATH, SCALES, Scale, get_scale
 from pose_core.config import ConfigError, TrialConfig, with_values
 
 
@@ -55,6 +55,9 @@ class SweepOptions:
     runner: str = "auto"  # auto | tune (in-process trial) | train (TorchTrainer, DDP)
     loggers: tuple[str, ...] = ()  # --log mlflow[=URI] | tensorboard | wandb
     reuse: bool = True  # trials already trained in the store (any experiment) are not rerun
+    # Each seed also redraws the data subsets (data.subset_seed = the trial's seed), so an
+    # interval over seeds covers which images were drawn as well as the initialisation.
+    redraw_subsets: bool = False
 
     @property
     def scale_of(self) -> Scale:
@@ -159,19 +162,21 @@ def code_version() -> str:
 def build_job(
     experiment: Experiment, stage: Stage, values: Mapping[str, Any], seed: int,
     scale: Scale = SCALES["full"], overrides: Mapping[str, Any] | None = None,
-    case: str | None = None, sampled: bool = False,
+    case: str | None = None, sampled: bool = False, redraw_subsets: bool = False,
 ) -> TrialJob:
     """The one trial config builder. Precedence, later wins:
 
     1. the experiment's baseline;
-    2. the scale's changes (e.g. smoke: a small model at 64 px);
+    2. the scale's mapping of the baseline's data sizes, epochs and backbone, then the
+       scale's changes (e.g. smoke: a small model at 64 px);
     3. the stage's changes;
     4. the variant's values: its case, then its axis values (case and axis values name the
        variant; data sizes and epochs mapped by the scale, like the stage's own values);
-    5. the experiment's own changes for this scale (``Experiment.smoke``);
+    5. the experiment's own changes for this scale (``Experiment.scale_changes``);
     6. the user's ``--set`` overrides (never on a path the stage varies: see
        :func:`check_overrides`, run by :func:`plan`);
-    7. ``train.seed`` = the trial's seed;
+    7. ``train.seed`` = the trial's seed, and with ``redraw_subsets`` also
+       ``data.subset_seed`` (subsets stay nested within one seed);
     8. at a scale without weights files, ImageNet init with no file becomes random init.
 
     ``values`` holds the case's changes and the axis values; ``case`` names the case.
@@ -181,11 +186,13 @@ def build_job(
     # Sampled values come from the search space at this scale already (search_axes).
     values = dict(values) if sampled else scale.values(values)
     changes = {**scale.values(stage.changes), **values}
-    if scale.name == "smoke":
-        changes |= dict(experiment.smoke)
+    changes |= experiment.scale_changes(scale.name)
     changes |= dict(overrides or {})
     changes["train.seed"] = seed
-    config = with_values(experiment.baseline, dict(scale.changes))
+    if redraw_subsets:
+        changes["data.subset_seed"] = seed
+    config = with_values(experiment.baseline, {**scaled_baseline(experiment.baseline, scale),
+                                               **scale.changes})
     config = with_values(config, {k: v for k, v in changes.items() if not is_reference(v)})
     reference = changes.get("model.weights")
     if is_reference(reference):
@@ -197,11 +204,19 @@ def build_job(
     return TrialJob(experiment.name, stage.name, vid, seed, config, values, scale.name, sampled)
 
 
+def scaled_baseline(baseline: TrialConfig, scale: Scale) -> dict[str, Any]:
+    """The baseline's data sizes, epochs and backbone as the scale maps them."""
+    values = {BACKBONE_PATH: baseline.model.backbone, EPOCH_PATH: baseline.train.epochs,
+              **{path: getattr(baseline.data, path.split(".")[1]) for path in COUNT_PATHS}}
+    return scale.values(values)
+
+
 def is_reference(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("@")
 
 
-def varied_paths(experiment: Experiment, stage: Stage) -> dict[str, str]:
+def varied_paths(experiment: Experiment, stage: Stage,
+                 redraw_subsets: bool = False) -> dict[str, str]:
     """Every config path a stage varies, with what varies it (for error messages)."""
     out = {path: f"axis {type(axis).__name__}" for path, axis in stage.axes.items()}
     if stage.cases is not None:
@@ -209,16 +224,18 @@ def varied_paths(experiment: Experiment, stage: Stage) -> dict[str, str]:
             for path in changes:
                 out.setdefault(path, f"case {name!r}")
     out["train.seed"] = "the trial seeds (use --seeds)"
+    if redraw_subsets:
+        out["data.subset_seed"] = "the trial seeds (--redraw-subsets)"
     return out
 
 
 def check_overrides(experiment: Experiment, stages: list[Stage],
-                    overrides: Mapping[str, Any]) -> None:
+                    overrides: Mapping[str, Any], redraw_subsets: bool = False) -> None:
     """``--set`` on a path a stage varies would relabel trials (ids naming values that did
     not run): refused in one line naming the path, what varies it and the stage."""
     for path in overrides:
         for stage in stages:
-            varied = varied_paths(experiment, stage)
+            varied = varied_paths(experiment, stage, redraw_subsets)
             if path in varied:
                 raise ConfigError(
                     f"--set {path}: stage {stage.name!r} of {experiment.name} varies {path} "
@@ -243,17 +260,19 @@ def plan(experiment: Experiment, options: SweepOptions) -> dict[str, list[TrialJ
     scale = options.scale_of
     seeds = options.seeds or experiment.seeds
     stages = selected_stages(experiment, options)
-    check_overrides(experiment, stages, options.overrides)
+    redraw = options.redraw_subsets
+    check_overrides(experiment, stages, options.overrides, redraw)
     planned: dict[str, list[TrialJob]] = {}
     for stage in stages:
         if stage.search == "optuna":
             planned[stage.name] = [
-                build_job(experiment, stage, {}, seed, scale, options.overrides, sampled=True)
+                build_job(experiment, stage, {}, seed, scale, options.overrides, sampled=True,
+                          redraw_subsets=redraw)
                 for seed in range(seeds)]
             continue
         planned[stage.name] = [
             build_job(experiment, stage, spec.changes, spec.seed, scale, options.overrides,
-                      case=spec.case)
+                      case=spec.case, redraw_subsets=redraw)
             for spec in expand_stage(experiment, stage, seeds)]
     return planned
 

@@ -46,10 +46,10 @@ def needed_sizes(planned: Planned, test_cap: bool = True) -> dict[str, int]:
 
 def make_catalog(options: SweepOptions, planned: Planned) -> Catalog:
     needs = needed_sizes(planned)
-    small = options.scale_of.small_datasets
+    sizes = options.scale_of.dataset_sizes
     if options.catalog:
-        return Catalog.from_file(options.catalog, small, needs)
-    return Catalog.default(small, needs=needs)
+        return Catalog.from_file(options.catalog, sizes, needs)
+    return Catalog.default(sizes, needs=needs)
 
 
 def datasets_read(config: TrialConfig) -> set[str]:

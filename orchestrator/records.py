@@ -155,6 +155,7 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
         startup_s=outcome.startup_s,
         images_skipped=int(last["images_skipped"]) if "images_skipped" in last else None,
         train_images=int(last["train_images"]) if "train_images" in last else None,
+        subset_seed=cfg.data.subset_seed,
     )
 
 

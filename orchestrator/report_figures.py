@@ -166,8 +166,12 @@ def pose_gallery(
     recorded = json.loads(best["config_json"] or "{}")
     if recorded and recorded != cfg.to_dict():
         raise ValueError("the checkpoint's config differs from the trial row's")
-    catalog = Catalog.from_file(catalog_path) if catalog_path else Catalog.default(
-        smoke=True, needs={cfg.data.test: cfg.data.max_test or 0})
+    from orchestrator.scale import SCALES
+
+    # The default catalog as the trial's scale generated it (its fixed pools, if any).
+    pools = SCALES.get(str(best.get("scale") or "smoke"), SCALES["smoke"]).dataset_sizes
+    catalog = Catalog.from_file(catalog_path, pools) if catalog_path else Catalog.default(
+        pools, needs={cfg.data.test: cfg.data.max_test or 0})
     instances, _ = test_set(cfg, catalog)
     coords, scores = predict_instances(model, cfg, skeleton, instances)
     sigmas = resolve_sigmas(cfg.eval.sigmas, skeleton)

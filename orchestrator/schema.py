@@ -94,7 +94,7 @@ class TrialRecord:
     # Identity of the training (sha256 of the full config and the catalog entries it reads):
     # --resume skips a trial only when its finished row has the digest now planned.
     job_digest: str | None = None
-    scale: str | None = None  # full | smoke (None in files from before scales)
+    scale: str | None = None  # full | mini | smoke (None in files from before scales)
     # Images of the trial's datasets left out as undecodable (catalog bad_images = "skip").
     images_skipped: int | None = None
     # "EXPERIMENT/STAGE/VARIANT/seed=N" of the finished trial whose training this row reuses
@@ -106,6 +106,9 @@ class TrialRecord:
     ap_per_keypoint: list[float] | None = None
     error_per_keypoint: list[float] | None = None
     swap_rate_per_keypoint: list[float] | None = None
+    # The seed that drew the data subsets (data.subset_seed); equals ``seed`` under
+    # --redraw-subsets, 0 otherwise. None in files from before.
+    subset_seed: int | None = None
 
     def __post_init__(self) -> None:
         _normalise_fields(self)

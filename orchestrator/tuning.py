@@ -128,9 +128,10 @@ class DefineByRun:
     the sampled values. A class, not a closure: Tune pickles the searcher with its state."""
 
     def __init__(self, experiment: Experiment, stage: Stage, template: TrialJob,
-                 overrides: dict[str, Any], scale: Scale) -> None:
+                 overrides: dict[str, Any], scale: Scale, redraw_subsets: bool = False) -> None:
         self.experiment, self.stage, self.template = experiment, stage, template
         self.overrides, self.scale = overrides, scale
+        self.redraw_subsets = redraw_subsets
         self.axes = search_axes(stage, scale)
 
     def __call__(self, trial: Any) -> dict[str, Any]:
@@ -145,7 +146,7 @@ class DefineByRun:
             elif isinstance(axis, IntRange):
                 values[path] = trial.suggest_int(path, axis.low, axis.high, step=axis.step)
         job = build_job(self.experiment, self.stage, values, self.template.seed, self.scale,
-                        self.overrides, sampled=True)
+                        self.overrides, sampled=True, redraw_subsets=self.redraw_subsets)
         if is_reference(job.config.model.weights):
             # Stage references were resolved on the template when the stage started.
             model = dataclasses.replace(job.config.model,
@@ -167,7 +168,8 @@ def optuna_search(
     if options.optuna_storage:
         storage = optuna.storages.RDBStorage(options.optuna_storage)
     return OptunaSearch(
-        space=DefineByRun(experiment, stage, template, dict(options.overrides), scale),
+        space=DefineByRun(experiment, stage, template, dict(options.overrides), scale,
+                          options.redraw_subsets),
         metric=experiment.metric, mode=experiment.mode,
         sampler=tpe_sampler(stage, template.seed), storage=storage, study_name=study_name,
     )

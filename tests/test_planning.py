@@ -82,7 +82,7 @@ def test_sampled_values_are_not_rescaled_and_ids_name_them() -> None:
 
 
 def test_scales_are_validated_and_smoke_is_an_alias(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown scale 'tiny'; valid scales: full, smoke"):
+    with pytest.raises(ConfigError, match="unknown scale 'tiny'; valid scales: full, smoke, mini"):
         get_scale("tiny")
     exp = experiment(axes={"data.real_count": Grid(10, 20)})
     a = plan(exp, SweepOptions(results=str(tmp_path), smoke=True))
@@ -187,3 +187,61 @@ def test_every_identity_field_changes_the_digest(monkeypatch: pytest.MonkeyPatch
     before = base.digest
     monkeypatch.setattr(planning, "code_version", lambda: "another-loop")
     assert base.digest != before
+
+
+def test_mini_scale_maps_the_baseline_axes_and_backbones_and_names_the_design() -> None:
+    mini = get_scale("mini")
+    real = search_spaces.load_experiment("real_amount")
+    planned = plan(real, SweepOptions(results="unused", scale="mini"))
+    pretrain, main = planned["pretrain"][0], planned["main"]
+    # The baseline's HRNet-w32 and 210 epochs are mapped like any stage or axis value.
+    assert pretrain.config.model.backbone == "hrnet_w18_small"
+    assert pretrain.config.train.epochs == 21 and pretrain.config.data.input_size == 128
+    assert pretrain.config.model.init == "random"  # no ImageNet file on a fresh machine
+    counts = {j.variant_id: j.config.data.real_count for j in main}
+    assert counts["checkpoint,real=10"] == 6 and counts["checkpoint,real=1000"] == 63
+    ordered = [counts[f"checkpoint,real={n}"] for n in (10, 50, 100, 500, 1000)]
+    assert ordered == sorted(set(ordered))  # nested sizes stay distinct
+    backbones = plan(search_spaces.load_experiment("backbones"),
+                     SweepOptions(results="unused", scale="mini"))["main"]
+    ran = {j.variant_id: j.config.model.backbone for j in backbones}
+    assert ran == {"backbone=resnet50": "resnet18", "backbone=resnet101": "resnet26",
+                   "backbone=resnet152": "resnet34", "backbone=hrnet_w32": "hrnet_w18_small",
+                   "backbone=hrnet_w48": "hrnet_w18_small_v2"}
+    assert mini.epochs(50) == 5 and mini.epochs(100) == 10 and mini.count(10000) == 200
+    # The stand-in pools hold every mapped size (the largest subsets are whole pools).
+    assert mini.dataset_sizes is not None
+    assert mini.dataset_sizes["lynx-train"] >= mini.count(1000)
+    assert mini.dataset_sizes["lynx-synthetic"] >= mini.count(10000)
+
+
+def test_redraw_subsets_ties_the_subset_seed_to_the_trial_seed(tmp_path: Path) -> None:
+    exp = experiment(axes={"data.real_count": Grid(10, 20)})
+    fixed = plan(exp, SweepOptions(results=str(tmp_path), seeds=3))["main"]
+    assert {j.config.data.subset_seed for j in fixed} == {0}
+    redrawn = plan(exp, SweepOptions(results=str(tmp_path), seeds=3,
+                                     redraw_subsets=True))["main"]
+    assert all(j.config.data.subset_seed == j.seed == j.config.train.seed for j in redrawn)
+    assert len({j.digest for j in redrawn}) == len(redrawn)
+    # Nested within a seed: the two sizes of one seed share the seed's subset seed.
+    by_seed = {(j.seed, j.config.data.real_count): j.config.data.subset_seed for j in redrawn}
+    assert by_seed[(1, 10)] == by_seed[(1, 20)] == 1
+    with pytest.raises(ConfigError, match="--set data.subset_seed.*--redraw-subsets"):
+        plan(exp, SweepOptions(results=str(tmp_path), redraw_subsets=True,
+                               overrides={"data.subset_seed": 4}))
+    # Without --redraw-subsets the user may fix the subsets' seed for every trial.
+    same = plan(exp, SweepOptions(results=str(tmp_path), overrides={"data.subset_seed": 4}))
+    assert {j.config.data.subset_seed for j in same["main"]} == {4}
+
+
+def test_per_scale_experiment_changes_apply_at_their_scale_only() -> None:
+    exp = Experiment(name="exp", description="x", baseline=BASE,
+                     stages=(Stage(axes={"data.real_count": Grid(10, 20)}),),
+                     scales={"mini": {"model.kit_dim": 48}}, smoke={"model.kit_dim": 32})
+    stage = exp.stages[0]
+    dims = {name: build_job(exp, stage, {"data.real_count": 10}, 0, SCALES[name]).config
+            .model.kit_dim for name in ("full", "smoke", "mini")}
+    assert dims == {"full": TrialConfig().model.kit_dim, "smoke": 32, "mini": 48}
+    with pytest.raises(ConfigError, match="mini: data.real_count is varied"):
+        Experiment(name="bad", description="x", stages=exp.stages,
+                   scales={"mini": {"data.real_count": 5}})

@@ -19,10 +19,10 @@ TRIALS = {
     "backbones": 5,
     "synthetic_amount": 10,
     "augmentations": 7,
-    "hyperparameters": 9,
+    "hyperparameters": 18,  # 3 lr x 3 epochs, without and with all augmentations
     "hyperparameters_tpe": 9,
     "real_amount": 9,
-    "real_plus_synthetic": 7,
+    "real_plus_synthetic": 10,  # {10, 50, 100, 500, 1000} real x {0, 1k} synthetic
     "two_stage": 5,
     "kitpose": 2,
     "quickstart": 4,

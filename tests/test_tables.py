@@ -171,8 +171,8 @@ LABELS = {
         "Animal-Pose checkpoint, 1000 real",
     ],
     "real_plus_synthetic": [
-        "Animal-Pose checkpoint, 0 real + 1000 synthetic",
-        "Animal-Pose checkpoint, 500 real + 500 synthetic",
+        "Animal-Pose checkpoint, 10 real",
+        "Animal-Pose checkpoint, 500 real + 1000 synthetic",
     ],
     "two_stage": [
         "Animal-Pose + 1000 synthetic checkpoint, 10 real",
