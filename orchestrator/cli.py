@@ -69,6 +69,7 @@ def sweep_options(args: argparse.Namespace, results: str) -> Any:
         tune_storage=args.tune_storage, ray_address=args.address, debug=args.debug,
         runner=args.runner, loggers=tuple(getattr(args, "log", None) or ()),
         reuse=not args.no_reuse, redraw_subsets=getattr(args, "redraw_subsets", False),
+        fork=not getattr(args, "no_fork", False),
     )
 
 
@@ -319,6 +320,9 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-reuse", action="store_true",
                    help="train every trial, even one the results store already holds a "
                    "finished trial with the same training identity for (from any experiment)")
+    p.add_argument("--no-fork", action="store_true",
+                   help="train every trial from the start, even trials that differ only in "
+                   "train.epochs (by default they share their identical first epochs)")
     p.add_argument("--resume", action="store_true", help="continue a sweep in the same "
                    "--results: skip trials whose finished row has the same training identity, "
                    "rerun changed ones (named on the terminal)")

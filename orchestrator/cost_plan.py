@@ -2,7 +2,8 @@
 
 Per stage and in total: trials, image-epochs (training images x epochs, the unit of work),
 how many trials the results store already holds with the same training identity (reused,
-not trained: :mod:`orchestrator.reuse`), and GPU-hours from a throughput figure in training
+not trained: :mod:`orchestrator.reuse`), how many start from another trial's identical first
+epochs (forked: :mod:`orchestrator.forking`), and GPU-hours from a throughput figure in training
 images per second. There is no default throughput yet: no GPU figure has been measured for
 this code (BENCHMARKS.md), and a CPU figure would mislead, so GPU-hours are shown only with
 ``--throughput``. Sampled (TPE) stages count their epochs axis at its maximum: an upper bound.
@@ -18,6 +19,7 @@ from typing import Any
 from tabulate import tabulate
 
 from orchestrator.experiment import Experiment, IntRange
+from orchestrator.forking import forking_on, plan_forks
 from orchestrator.planning import SweepOptions, TrialJob, search_axes
 from orchestrator.results import ResultsStore
 from orchestrator.reuse import finished_by_digest
@@ -32,10 +34,12 @@ class StagePlan:
     reused: int = 0
     reused_image_epochs: int = 0
     upper_bound: bool = False  # sampled stage: epochs at the axis maximum
+    forked: int = 0
+    forked_image_epochs: int = 0  # the members' shared first epochs, trained once
 
     @property
     def trained_image_epochs(self) -> int:
-        return self.image_epochs - self.reused_image_epochs
+        return self.image_epochs - self.reused_image_epochs - self.forked_image_epochs
 
 
 @dataclass
@@ -90,12 +94,19 @@ def make_plan(
             plan.stages.append(StagePlan(name, count, per_trial * count, upper_bound=True))
             continue
         entry = StagePlan(name, len(jobs), 0)
+        todo = []
         for job in jobs:
             work = train_images(job, sizes) * job.config.train.epochs
             entry.image_epochs += work
             if dataclasses.replace(job, catalog=catalog).digest in done:
                 entry.reused += 1
                 entry.reused_image_epochs += work
+            else:
+                todo.append(job)
+        if forking_on(options):
+            for member in plan_forks(todo)[1]:
+                entry.forked += 1
+                entry.forked_image_epochs += train_images(member, sizes) * member.fork_epoch
         plan.stages.append(entry)
     return plan
 
@@ -104,13 +115,14 @@ def render(plan: SweepPlan) -> str:
     def hours(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.2f}"
 
-    rows = [[s.stage, s.trials, s.reused, f"{'<=' if s.upper_bound else ''}{s.image_epochs:,}",
+    rows = [[s.stage, s.trials, s.reused, s.forked,
+             f"{'<=' if s.upper_bound else ''}{s.image_epochs:,}",
              f"{s.trained_image_epochs:,}", hours(plan.gpu_hours(s.trained_image_epochs))]
             for s in plan.stages]
-    rows.append(["total", plan.total("trials"), plan.total("reused"),
+    rows.append(["total", plan.total("trials"), plan.total("reused"), plan.total("forked"),
                  f"{plan.total('image_epochs'):,}", f"{plan.total('trained_image_epochs'):,}",
                  hours(plan.gpu_hours(plan.total("trained_image_epochs")))])
-    table = tabulate(rows, headers=["stage", "trials", "reused", "image-epochs",
+    table = tabulate(rows, headers=["stage", "trials", "reused", "forked", "image-epochs",
                                     "to train", "GPU-hours"], disable_numparse=True)
     note = (f"GPU-hours at {plan.throughput:g} training images/s per GPU" if plan.throughput
             else "GPU-hours: pass --throughput IMG_PER_S (no GPU figure measured yet)")

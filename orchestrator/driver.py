@@ -31,6 +31,7 @@ from typing import Any
 
 from orchestrator.cost_plan import SweepPlan, make_plan, render, write_plan
 from orchestrator.experiment import Experiment, Stage
+from orchestrator.forking import forking_on, plan_forks, seed_members
 from orchestrator.planning import (
     RunSettings,
     SweepOptions,
@@ -316,8 +317,12 @@ def run_stage(
     # A grid stage is one Tune run; an optuna stage is one TPE study per seed (--seeds N:
     # N independent searches, each with its own sampler seed and training seed).
     groups = [todo] if stage.search == "grid" else [[job] for job in todo]
+    if stage.search == "grid" and forking_on(options):
+        groups = [g for g in plan_forks(todo) if g]  # prefixes first, then their members
     complete = True
     for group in groups:
+        if any(job.fork_of for job in group):
+            group = seed_members(group, storage, say)
         total = len(group) if stage.search == "grid" else stage.num_samples
         callback = SweepCallback(experiment, stage.name, store, total, say)
         tuner = build_tuner(experiment, stage, group, options, resources.trial_driver,

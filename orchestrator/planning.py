@@ -55,6 +55,7 @@ class SweepOptions:
     runner: str = "auto"  # auto | tune (in-process trial) | train (TorchTrainer, DDP)
     loggers: tuple[str, ...] = ()  # --log mlflow[=URI] | tensorboard | wandb
     reuse: bool = True  # trials already trained in the store (any experiment) are not rerun
+    fork: bool = True  # grid trials differing only in epochs share their common prefix
     # Each seed also redraws the data subsets (data.subset_seed = the trial's seed), so an
     # interval over seeds covers which images were drawn as well as the initialisation.
     redraw_subsets: bool = False
@@ -103,6 +104,12 @@ class TrialJob:
     # Digest of the exact training and test instances (set by the preflight): two trials
     # with the same subsets train on the same data whatever size a generated set was made.
     data_digest: str = ""
+    # Schedule forking (orchestrator.forking), never part of the training identity: a
+    # prefix keeps a copy of its checkpoint after ``fork_at`` epochs; a member starts from
+    # the copy of prefix (variant id, seed) ``fork_of`` after ``fork_epoch`` epochs.
+    fork_at: int = 0
+    fork_of: tuple[str, int] | None = None
+    fork_epoch: int = 0
 
     @property
     def key(self) -> tuple[str, str, int]:

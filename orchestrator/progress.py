@@ -9,6 +9,7 @@ finished is lost if the driver dies later. The row is built from the trial's
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from ray import tune
 from orchestrator.planning import TrialJob
 from orchestrator.records import TrialOutcome, epoch_records, now, trial_record
 from orchestrator.results import ResultsStore
+from orchestrator.schema import EpochRecord
 from pose_core.metrics import METRIC_NAMES
 
 # Per-epoch keys we keep from a report (Tune adds many of its own).
@@ -100,7 +102,8 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
         record = trial_record(self.experiment.name, outcome)
         self.store.append_trial(record)
         if reports:
-            self.store.append_epochs(epoch_records(self.experiment.name, outcome))
+            self.store.append_epochs(prefix_epochs(self.store, job, trial.trial_id)
+                                     + epoch_records(self.experiment.name, outcome))
         self.status[trial.trial_id] = record.status
         if record.status == "failed":
             self.failures.append(f"{job.trial_key}: {record.error}")
@@ -195,3 +198,18 @@ def last_line(text: str) -> str:
         if "Error" in line or "Exception" in line:
             return line[:2000]
     return (lines[-1] if lines else text)[:2000]
+
+
+def prefix_epochs(store: ResultsStore, job: TrialJob, trial_id: str) -> list[EpochRecord]:
+    """A fork member's first ``fork_epoch`` epochs: its prefix's rows, relabelled."""
+    if job.fork_of is None:
+        return []
+    variant, seed = job.fork_of
+    rows = [r for r in store.read_epochs().to_pylist()
+            if (r["experiment"], r["stage"], r["variant_id"], r["seed"]) ==
+            (job.experiment, job.stage, variant, seed) and r["epoch"] <= job.fork_epoch]
+    latest = {r["epoch"]: r for r in rows}  # a retried prefix: its last attempt's rows
+    fields = {f.name for f in dataclasses.fields(EpochRecord)}
+    return [EpochRecord(**{**{k: v for k, v in r.items() if k in fields},
+                           "variant_id": job.variant_id, "seed": job.seed,
+                           "trial_id": trial_id}) for _, r in sorted(latest.items())]

@@ -155,8 +155,15 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
         startup_s=outcome.startup_s,
         images_skipped=int(last["images_skipped"]) if "images_skipped" in last else None,
         train_images=int(last["train_images"]) if "train_images" in last else None,
-        subset_seed=cfg.data.subset_seed,
+        subset_seed=cfg.data.subset_seed, forked_from=forked_from(job),
     )
+
+
+def forked_from(job: TrialJob) -> str | None:
+    if job.fork_of is None:
+        return None
+    variant, seed = job.fork_of
+    return f"{job.experiment}/{job.stage}/{variant}/seed={seed}@epoch={job.fork_epoch}"
 
 
 def epoch_records(experiment: str, outcome: TrialOutcome) -> list[EpochRecord]:
@@ -174,7 +181,8 @@ def epoch_records(experiment: str, outcome: TrialOutcome) -> list[EpochRecord]:
                 PCK05=_finite(report.get("PCK05")) if report.get("evaluated") else None,
                 wall_s=float(report.get("time", start)) - start,
                 images_per_s=_finite(report.get("images_per_s")),
-                restarted=bool(report.get("restarted", False)),
+                # A fork member's first epoch resumes from its prefix's copy: not a restart.
+                restarted=bool(report.get("restarted", False)) and outcome.job.fork_of is None,
             )
         )
     return rows

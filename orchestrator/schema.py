@@ -109,6 +109,10 @@ class TrialRecord:
     # The seed that drew the data subsets (data.subset_seed); equals ``seed`` under
     # --redraw-subsets, 0 otherwise. None in files from before.
     subset_seed: int | None = None
+    # "EXPERIMENT/STAGE/VARIANT/seed=N@epoch=K": the trial started from that trial's
+    # checkpoint after K epochs (identical training until then: orchestrator.forking) and
+    # trained epochs K+1.. itself. None when it trained from the start.
+    forked_from: str | None = None
 
     def __post_init__(self) -> None:
         _normalise_fields(self)

@@ -137,8 +137,8 @@ _HYPER = Layout(
 _HYPER_ARMS = Layout(
     "Learning rate x epochs on Animal-Pose + 1000 synthetic, without and with augmentations",
     ("Learning rate", "Epochs", "Augmentations"),
-    lambda r, s: (lr_label(r["lr"]), str(r["epochs"]), AUGMENT_LABELS.get(r["augment"],
-                                                                          r["augment"])),
+    lambda r, s: (lr_label(r["lr"]), str(r["epochs"]),
+                  AUGMENT_LABELS.get(r["augment"], str(r["augment"]))),
     lambda r: (_index(tuple(AUGMENT_LABELS), r["augment"]), -r["lr"], r["epochs"]))
 _REAL = ("Training",)
 

@@ -74,7 +74,7 @@ def tune_trial_direct(config: dict[str, Any]) -> None:
 
     job: TrialJob = config["job"]
     assert job.run is not None
-    run_job(job, TuneSession(join(job.run.storage, checkpoint_name(job))))
+    run_job(job, TuneSession(join(job.run.storage, checkpoint_name(job)), keep_epoch=job.fork_at))
 
 
 def build_tuner(

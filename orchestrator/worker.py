@@ -132,9 +132,12 @@ class TuneSession(_Steps):
     rank, world = 0, 1
 
     def __init__(self, checkpoint_uri: str,
-                 report_to: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 report_to: Callable[[dict[str, Any]], None] | None = None,
+                 keep_epoch: int = 0) -> None:
         self.uri = checkpoint_uri
         self.report_to = report_to  # tests: instead of ray.tune.report
+        # A fork prefix (orchestrator.forking) keeps a copy of this epoch's checkpoint.
+        self.keep_epoch = keep_epoch
 
     def device(self) -> torch.device:
         # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU (a fraction of one when packed).
@@ -178,6 +181,11 @@ class TuneSession(_Steps):
         self.last_epoch = int(metrics.get("epoch", self.last_epoch))
         if checkpoint is not None:
             uri = join(self.uri, CHECKPOINT_FILE)
+            if self.keep_epoch and self.last_epoch == self.keep_epoch:
+                from orchestrator.forking import fork_file
+
+                write_bytes_atomic(join(self.uri, fork_file(self.keep_epoch)),
+                                   checkpoint.read_bytes())
             if is_local(uri):
                 target = Path(strip_scheme(uri))
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -38,17 +38,17 @@ def test_verdicts_follow_the_paired_interval(tmp_path: Path) -> None:
     by_number = {f.number: f for f in FINDINGS}
     # 1: b beats a by ~0.05 in every seed -> agrees (the study's sign is +).
     write_arm(store, by_number[1].a, base, 0)
-    write_arm(store, by_number[1].b, [v + 0.05 + d for v, d in zip(base, (0, .01, -.01))], 10)
+    write_arm(store, by_number[1].b, [v + 0.05 + d for v, d in zip(base, (0, .01, -.01), strict=True)], 10)
     # 2: b loses by ~0.05 in every seed -> differs. Seed-to-seed spread of 0.05 between the
     # arms' levels would swamp an unpaired interval; paired, the sign is clear.
     write_arm(store, by_number[2].a, base, 20)
-    write_arm(store, by_number[2].b, [v - 0.05 + d for v, d in zip(base, (0, .01, -.01))], 30)
+    write_arm(store, by_number[2].b, [v - 0.05 + d for v, d in zip(base, (0, .01, -.01), strict=True)], 30)
     # 3: differences of both signs -> within noise.
     write_arm(store, by_number[3].a, base, 40)
-    write_arm(store, by_number[3].b, [v + d for v, d in zip(base, (0.05, -0.06, 0.01))], 50)
+    write_arm(store, by_number[3].b, [v + d for v, d in zip(base, (0.05, -0.06, 0.01), strict=True)], 50)
     # 6 ("no gain"): a clear difference -> differs.
     write_arm(store, by_number[6].a, base, 60)
-    write_arm(store, by_number[6].b, [v + 0.1 + d for v, d in zip(base, (0, .01, -.01))], 70)
+    write_arm(store, by_number[6].b, [v + 0.1 + d for v, d in zip(base, (0, .01, -.01), strict=True)], 70)
     # 5: one seed only -> no interval, no verdict.
     write_arm(store, by_number[5].a, base[:1], 80)
     write_arm(store, by_number[5].b, [0.9], 90)

@@ -292,3 +292,39 @@ def test_study_wide_reuse_and_a_plan_that_matches_what_trains(ray_cluster: Any,
     # --no-reuse trains it again.
     third = sweep(b, tmp_path / "again", reuse=False)
     assert all(r["reused_from"] is None for r in rows(third))
+
+
+def test_forked_trials_equal_unforked_ones_and_the_plan_counts_the_saving(
+        ray_cluster: Any, tmp_path: Path) -> None:
+    """Trials differing only in epochs (2 and 3 at smoke scale): the longer starts from the
+    shorter's checkpoint after epoch 1 and ends exactly where it ends trained alone."""
+    from orchestrator.driver import plan_sweep
+
+    experiment = Experiment(name="fork_test", description="test", baseline=TINY, stages=(
+        Stage(changes={"data.synthetic_count": 10}, axes={"train.epochs": Grid(120, 180)}),))
+    options = SweepOptions(results=str(tmp_path / "forked"), smoke=True)
+    plan = plan_sweep(experiment, options, say=lambda line: None)
+    assert plan.total("forked") == 1
+    forked = sweep(experiment, tmp_path / "forked")
+    alone = sweep(experiment, tmp_path / "alone", fork=False)
+    got = {r["variant_id"]: r for r in rows(forked)}
+    ref = {r["variant_id"]: r for r in rows(alone)}
+    member = got["epochs=180"]
+    assert member["forked_from"] == "fork_test/main/epochs=120/seed=0@epoch=1"
+    assert got["epochs=120"]["forked_from"] is None and ref["epochs=180"]["forked_from"] is None
+    for variant in ("epochs=120", "epochs=180"):
+        assert got[variant]["status"] == ref[variant]["status"] == "ok"
+        assert got[variant]["AP"] == ref[variant]["AP"], variant
+        assert got[variant]["epochs_run"] == ref[variant]["epochs_run"]
+    epochs = [e for e in forked.read_epochs().to_pylist() if e["variant_id"] == "epochs=180"]
+    assert sorted(e["epoch"] for e in epochs) == [1, 2, 3]
+    assert not any(e["restarted"] for e in epochs)
+    assert len({e["trial_id"] for e in epochs}) == 1
+    reference_losses = sorted((e["epoch"], e["loss"]) for e in alone.read_epochs().to_pylist()
+                              if e["variant_id"] == "epochs=180")
+    assert sorted((e["epoch"], e["loss"]) for e in epochs) == reference_losses
+    trained = sum(r["train_images"] * (r["epochs_run"] - (1 if r["forked_from"] else 0))
+                  for r in got.values())
+    assert plan.total("trained_image_epochs") == trained
+    assert any("forked from epochs=120 after epoch 1" in line
+               for line in forked.lines)  # type: ignore[attr-defined]

@@ -1,0 +1,117 @@
+"""Exact schedule forking (Ray-free planning; the file copies work on local and s3:// storage).
+
+Trials of one grid stage that differ only in ``train.epochs`` train identically until the
+shortest one's first learning-rate drop: the study's schedule (warm-up in iterations, then
+x0.1 at fixed fractions of the length) does not depend on the length before that, the data
+order depends only on the seed and the epoch index, evaluation does not touch the model or
+the random state, and a checkpoint restores model, optimizer, scheduler step and random
+state exactly (``pose_core.engine.save_checkpoint``). So:
+
+1. the shortest trial of each such group (the *prefix*) runs first and keeps a copy of its
+   checkpoint after ``K`` epochs, ``K = min(shortest, first drop of the shortest) - 1``
+   (the optimizer in the checkpoint after epoch ``K + 1`` already holds the shortest
+   schedule's dropped rate for the next step, which a longer trial must not inherit);
+2. every longer trial of the group (a *member*) starts from that copy, placed as its own
+   checkpoint, and trains epochs ``K + 1 ..`` only. Its row says ``forked_from``; its epoch
+   history holds the prefix's first ``K`` epochs.
+
+Nothing else is shared: a member whose own checkpoint exists (an interrupted run) continues
+from it, and a member whose prefix left no copy (it failed or was stopped early) trains
+from the start. ``--no-fork`` turns forking off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+from orchestrator.planning import SweepOptions, TrialJob
+from pose_core.config import TrainConfig
+from pose_core.engine import milestones
+from pose_core.loop import CHECKPOINT_FILE
+
+
+def forking_on(options: SweepOptions) -> bool:
+    """Forking needs the in-process Tune runner (one worker per trial), whose session keeps
+    the prefix's copy; Ray Train (DDP) trials train from the start."""
+    tune_runner = options.runner == "tune" or (options.runner == "auto" and options.workers <= 1)
+    return options.fork and tune_runner
+
+
+def fork_file(epoch: int) -> str:
+    return f"fork-epoch-{epoch}.pt"
+
+
+def fork_epoch(train: TrainConfig, epochs: Sequence[int]) -> int:
+    """The last epoch after which every length in ``epochs`` has trained identically (0:
+    none). ``train`` is any of the trials' train configs (they differ only in epochs)."""
+    shortest = min(epochs)
+    drops = milestones(dataclasses.replace(train, epochs=shortest))
+    return max(0, min(shortest, *drops) - 1) if drops else max(0, shortest - 1)
+
+
+def identity_without_epochs(job: TrialJob) -> str:
+    """The job's training identity with ``train.epochs`` left out (equal for a group)."""
+    train = dataclasses.replace(job.config.train, epochs=0)
+    return dataclasses.replace(job, config=dataclasses.replace(job.config, train=train)).digest
+
+
+def plan_forks(jobs: Sequence[TrialJob]) -> tuple[list[TrialJob], list[TrialJob]]:
+    """(first phase: every job that is not a member, prefixes marked ``fork_at``;
+    second phase: the members, marked ``fork_of`` and ``fork_epoch``)."""
+    groups: dict[str, list[TrialJob]] = defaultdict(list)
+    for job in jobs:
+        if not job.sampled:
+            groups[identity_without_epochs(job)].append(job)
+    prefix_of: dict[tuple[str, int], TrialJob] = {}
+    member_of: dict[tuple[str, int], tuple[TrialJob, int]] = {}
+    for group in groups.values():
+        if len({j.config.train.epochs for j in group}) < 2:
+            continue
+        group = sorted(group, key=lambda j: j.config.train.epochs)
+        k = fork_epoch(group[0].config.train, [j.config.train.epochs for j in group])
+        if k < 1:
+            continue
+        prefix = group[0]
+        prefix_of[(prefix.variant_id, prefix.seed)] = dataclasses.replace(prefix, fork_at=k)
+        for member in group[1:]:
+            member_of[(member.variant_id, member.seed)] = (prefix, k)
+    first, second = [], []
+    for job in jobs:
+        key = (job.variant_id, job.seed)
+        if key in member_of:
+            prefix, k = member_of[key]
+            second.append(dataclasses.replace(job, fork_of=(prefix.variant_id, prefix.seed),
+                                              fork_epoch=k))
+        else:
+            first.append(prefix_of.get(key, job))
+    return first, second
+
+
+def seed_members(members: Sequence[TrialJob], storage: str,
+                 say: Callable[[str], None]) -> list[TrialJob]:
+    """Place each prefix's epoch-K copy as its members' checkpoint; a member whose prefix
+    left no copy trains from the start (unmarked)."""
+    from orchestrator.storage import exists, join, read_bytes, write_bytes_atomic
+
+    out = []
+    for job in members:
+        assert job.fork_of is not None
+        variant, seed = job.fork_of
+        prefix = dataclasses.replace(job, variant_id=variant, seed=seed, sampled=False)
+        source = join(storage, prefix.checkpoint_name(), fork_file(job.fork_epoch))
+        target = join(storage, job.checkpoint_name(), CHECKPOINT_FILE)
+        tag = f"[{job.experiment}/{job.stage}] {job.variant_id} seed {job.seed}"
+        if exists(target):
+            out.append(job)  # its own run got further: continue from there
+        elif exists(source):
+            write_bytes_atomic(target, read_bytes(source))
+            say(f"{tag}: forked from {variant} after epoch {job.fork_epoch} (identical "
+                "training until then; --no-fork trains it from the start)")
+            out.append(job)
+        else:
+            say(f"{tag}: {variant} left no epoch-{job.fork_epoch} checkpoint; trains from "
+                "the start")
+            out.append(dataclasses.replace(job, fork_of=None, fork_epoch=0))
+    return out
