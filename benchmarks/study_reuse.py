@@ -1,8 +1,11 @@
 """How much training the whole study repeats: image-epochs of every experiment's trials,
-naive (each trained) against study-wide reuse (each training identity once), from the same
-planning and preflight a sweep runs (job digests: config, drawn subsets, weights, code).
+naive (each trained) against study-wide reuse (each training identity once) and exact
+schedule forking on top (grid trials differing only in epochs train their shared first
+epochs once), from the same planning and preflight a sweep runs (job digests: config, drawn
+subsets, weights, code; forks: orchestrator.forking).
 
-    .venv/bin/python benchmarks/study_reuse.py --scale smoke
+    .venv/bin/python benchmarks/study_reuse.py --scale mini --seeds 3 --redraw-subsets
+    .venv/bin/python benchmarks/study_reuse.py --scale full --all   # every shipped experiment
 
 Nothing is trained. At the full scale the preflight renders the generated stand-in sets at
 their full sizes first (minutes, once per machine). Sampled (TPE) stages are counted at
@@ -22,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.cost_plan import make_plan, train_images  # noqa: E402
+from orchestrator.forking import plan_forks  # noqa: E402
 from orchestrator.planning import SweepOptions  # noqa: E402
 from orchestrator.preflight import preflight  # noqa: E402
 from search_spaces import load_experiment, names  # noqa: E402
@@ -29,22 +33,29 @@ from search_spaces import load_experiment, names  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", default="smoke", help="full or smoke")
+    parser.add_argument("--scale", default="smoke", help="full, mini or smoke")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per experiment")
+    parser.add_argument("--redraw-subsets", action="store_true")
+    parser.add_argument("--all", action="store_true", help="every shipped experiment, not only "
+                        "the study's seven (make study-mini's order)")
     args = parser.parse_args()
+    study = ["real_amount", "backbones", "synthetic_amount", "augmentations", "hyperparameters",
+             "real_plus_synthetic", "two_stage"]
     os.environ.setdefault("POSETUNE_DATA", str(Path(tempfile.gettempdir()) / "posetune-bench"))
     started = time.time()
     seen: dict[str, str] = {}
-    naive = unique = 0
+    naive = unique = forked = 0
     with tempfile.TemporaryDirectory() as results:
-        options = SweepOptions(results=results, scale=args.scale, seeds=args.seeds, reuse=False)
-        for name in names():
+        options = SweepOptions(results=results, scale=args.scale, seeds=args.seeds, reuse=False,
+                               redraw_subsets=args.redraw_subsets)
+        for name in names() if args.all else study:
             experiment = load_experiment(name)
             sizes: dict[str, int] = {}
             planned, catalog = preflight(experiment, options, lambda line: None, sizes)
             plan = make_plan(experiment, planned, sizes, options, catalog.to_dict())
-            mine = theirs = 0
+            mine = theirs = shared = 0
             for stage in planned.values():
+                todo = []
                 for job in stage:
                     if job.sampled:
                         continue
@@ -55,15 +66,21 @@ def main() -> None:
                     else:
                         seen[job.digest] = f"{name}/{job.trial_key}"
                         mine += work
+                        todo.append(job)
+                shared += sum(train_images(m, sizes) * m.fork_epoch for m in plan_forks(todo)[1])
             sampled = sum(s.image_epochs for s in plan.stages if s.upper_bound)
             naive += plan.total("image_epochs")
             unique += mine + sampled
+            forked += shared
             print(f"{name:22s} image-epochs {plan.total('image_epochs'):>12,}  "
-                  f"already trained by an earlier experiment {theirs:>10,}", flush=True)
+                  f"already trained by an earlier experiment {theirs:>10,}  "
+                  f"forked {shared:>10,}", flush=True)
     saving = 1 - unique / naive if naive else 0.0
-    print(f"study_reuse: scale {args.scale}, seeds {args.seeds}: naive {naive:,} image-epochs, "
-          f"with study-wide reuse {unique:,} ({saving:.0%} less); planned in "
-          f"{time.time() - started:.0f} s")
+    both = 1 - (unique - forked) / naive if naive else 0.0
+    print(f"study_reuse: scale {args.scale}, seeds {args.seeds}"
+          f"{', subsets redrawn' if args.redraw_subsets else ''}: naive {naive:,} image-epochs, "
+          f"with study-wide reuse {unique:,} ({saving:.0%} less), with reuse and forking "
+          f"{unique - forked:,} ({both:.0%} less); planned in {time.time() - started:.0f} s")
 
 
 if __name__ == "__main__":
