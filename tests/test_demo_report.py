@@ -105,7 +105,7 @@ def test_invocation_is_runnable_from_where_the_user_stands(tmp_path: Path) -> No
 
 def test_rows_from_a_results_store_and_the_sweep_hint(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from orchestrator.cli import print_results
+    from orchestrator.commands import print_results
     from orchestrator.query import format_table, query
     from orchestrator.results import ResultsStore
     from tests.test_results import make_trial
