@@ -83,7 +83,7 @@ def plan_forks(jobs: Sequence[TrialJob]) -> tuple[list[TrialJob], list[TrialJob]
         if key in member_of:
             prefix, k = member_of[key]
             second.append(dataclasses.replace(job, fork_of=(prefix.variant_id, prefix.seed),
-                                              fork_epoch=k))
+                                              fork_epoch=k, fork_source=prefix.checkpoint_name()))
         else:
             first.append(prefix_of.get(key, job))
     return first, second
@@ -98,9 +98,8 @@ def seed_members(members: Sequence[TrialJob], storage: str,
     out = []
     for job in members:
         assert job.fork_of is not None
-        variant, seed = job.fork_of
-        prefix = dataclasses.replace(job, variant_id=variant, seed=seed, sampled=False)
-        source = join(storage, prefix.checkpoint_name(), fork_file(job.fork_epoch))
+        variant = job.fork_of[0]
+        source = join(storage, job.fork_source, fork_file(job.fork_epoch))
         target = join(storage, job.checkpoint_name(), CHECKPOINT_FILE)
         tag = f"[{job.experiment}/{job.stage}] {job.variant_id} seed {job.seed}"
         if exists(target):
@@ -113,5 +112,5 @@ def seed_members(members: Sequence[TrialJob], storage: str,
         else:
             say(f"{tag}: {variant} left no epoch-{job.fork_epoch} checkpoint; trains from "
                 "the start")
-            out.append(dataclasses.replace(job, fork_of=None, fork_epoch=0))
+            out.append(dataclasses.replace(job, fork_of=None, fork_epoch=0, fork_source=""))
     return out

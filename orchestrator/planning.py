@@ -106,10 +106,12 @@ class TrialJob:
     data_digest: str = ""
     # Schedule forking (orchestrator.forking), never part of the training identity: a
     # prefix keeps a copy of its checkpoint after ``fork_at`` epochs; a member starts from
-    # the copy of prefix (variant id, seed) ``fork_of`` after ``fork_epoch`` epochs.
+    # the copy of prefix (variant id, seed) ``fork_of`` after ``fork_epoch`` epochs, found in
+    # the prefix's checkpoint folder ``fork_source``.
     fork_at: int = 0
     fork_of: tuple[str, int] | None = None
     fork_epoch: int = 0
+    fork_source: str = ""  # the prefix's checkpoint folder name
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -136,11 +138,13 @@ class TrialJob:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def checkpoint_name(self, tune_trial_id: str | None = None) -> str:
-        """Where the trial keeps its checkpoints: stable per grid trial (no timestamps), so a
-        rerun (``--resume``, a retry) continues from them; a sampled trial adds its Tune trial
-        id (kept by ``Tuner.restore``), since TPE may sample the same values twice."""
+        """Where the trial keeps its checkpoints: stable per training identity (no
+        timestamps), so a rerun of the same training (``--resume``, a retry) continues from
+        them while a changed one (another config, data or code version) starts afresh instead
+        of re-reporting the old run; a sampled trial adds its Tune trial id (kept by
+        ``Tuner.restore``), since TPE may sample the same values twice."""
         raw = f"{self.experiment}-{self.stage}-{self.variant_id}-seed{self.seed}"
-        name = re.sub(r"[^A-Za-z0-9_.=,-]+", "_", raw)[:180]
+        name = re.sub(r"[^A-Za-z0-9_.=,-]+", "_", raw)[:160] + f"-{self.digest[:10]}"
         return f"{name}-{tune_trial_id}" if self.sampled and tune_trial_id else name
 
 

@@ -220,11 +220,18 @@ def test_resume_skips_finished_trials(ray_cluster: Any, tmp_path: Path,
     assert len(done.read_trials(latest_only=False)) == 2
     # Resume by identity: with another config the finished rows no longer match; both
     # trials are named as changed and run again.
+    old_folders = {r["checkpoint_uri"] for r in rows(done)}
     changed = sweep(experiment, relative, resume=True, overrides={"train.lr": 1e-3})
     assert any("2 finished trial(s) changed" in line and "train.lr 0.002 -> 0.001" in line
                for line in changed.lines), changed.lines  # type: ignore[attr-defined]
     latest = rows(changed)
     assert [r["lr"] for r in latest] == [1e-3, 1e-3] and changed.outcome.exit_code == 0  # type: ignore[attr-defined]
+    # ... and trained afresh: a changed trial never re-reports the old run's checkpoint.
+    for row in latest:
+        epochs = [e["epoch"] for e in changed.read_epochs().to_pylist()
+                  if e["trial_id"] == row["trial_id"]]
+        assert epochs == [1, 2], (row["variant_id"], epochs)
+        assert row["checkpoint_uri"] not in old_folders
 
 
 def test_failed_stage_fails_the_sweep_and_blocks_its_dependants(ray_cluster: Any,
