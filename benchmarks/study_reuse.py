@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.cost_plan import make_plan, train_images  # noqa: E402
-from orchestrator.forking import plan_forks  # noqa: E402
+from orchestrator.forking import members, plan_forks  # noqa: E402
 from orchestrator.planning import SweepOptions, plan  # noqa: E402
 from orchestrator.preflight import preflight  # noqa: E402
 from search_spaces import load_experiment, names  # noqa: E402
@@ -82,7 +82,7 @@ def main() -> None:
                         seen[job.digest] = f"{name}/{job.trial_key}"
                         mine += work
                         todo.append(job)
-                shared += sum(train_images(m, sizes) * m.fork_epoch for m in plan_forks(todo)[1])
+                shared += sum(train_images(m, sizes) * m.fork_epoch for m in members(plan_forks(todo)))
             sampled = sum(s.image_epochs for s in cost.stages if s.upper_bound)
             naive += cost.total("image_epochs")
             unique += mine + sampled

@@ -1,15 +1,22 @@
-"""Sweep cost (target P3): TPE + ASHA against the grid of the `hyperparameters` experiment.
+"""Sweep cost (target P3): successive halving and TPE + ASHA against the `hyperparameters` grid.
 
 Runs the shipped ``hyperparameters`` grid (lr x epochs, 9 trials; its no-augmentation arm, the
-one the TPE variant searches) and the shipped ``hyperparameters_tpe`` search (TPE over the
-same ranges, 9 samples, ASHA) with ``--seeds`` seeds each, at CPU scale, through the real
-orchestrator on local Ray, and compares per seed:
+one the TPE variant searches), the shipped ``hyperparameters_halving`` (the same grid, its
+lengths in order, the best half of the lr arms going on to each longer one) and the shipped
+``hyperparameters_tpe`` search (TPE over the same ranges, 9 samples, ASHA) with ``--seeds``
+seeds each, at CPU scale, through the real orchestrator on local Ray, and compares:
 
 - cost: the training epochs each spent, against the naive grid's (the sum of ``epochs_run``
   over its trials): the grid with exact schedule forking (``orchestrator.forking``: a forked
-  trial trains only the epochs after its fork point) and TPE+ASHA;
-- quality: the best AP each found; TPE "finds the grid's best" when its best is within
-  ``--tolerance`` (0.01) AP of the grid's best for the same seed.
+  trial trains only the epochs after its fork point), halving (with forking) and TPE+ASHA;
+- quality: the best AP each found; a method "finds the grid's best" when its best is within
+  ``--tolerance`` (0.01) AP of the grid's best.
+
+Halving decides on the mean over the seeds of one sweep (what ``posetune sweep
+hyperparameters_halving --seeds 3`` does), so it is compared with the grid's best mean; and,
+as independent replicates, its rule (``orchestrator.halving.run_levels``) is also replayed on
+each seed's grid rows alone (the rows a halving run trains are the grid's rows: forking is
+exact), which gives a cost and an answer per seed. TPE searches once per seed.
 
 CPU scale: the experiments' data, model and lengths are shrunk, everything else is theirs
 (axes, ASHA, TPE): hrnet_w18_small at ``--size`` px on generated data (``--images`` base +
@@ -133,9 +140,102 @@ def per_seed(rows: list[dict[str, Any]]) -> dict[int, tuple[float, int, int, dic
     return out
 
 
+def mean_by_config(rows: list[dict[str, Any]]) -> dict[tuple[float, int], float]:
+    """(lr, epochs) -> mean AP over the seeds (ok or stopped rows)."""
+    values: dict[tuple[float, int], list[float]] = {}
+    for r in rows:
+        if r["AP"] is not None and r["status"] in ("ok", "stopped"):
+            values.setdefault((float(r["lr"]), int(r["epochs"])), []).append(float(r["AP"]))
+    return {key: statistics.mean(v) for key, v in values.items()}
+
+
+def replay(experiment: Experiment, seed_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows halving's rule would have run on one seed's grid rows (forking is exact, so
+    these are the rows it trains)."""
+    from orchestrator.forking import plan_forks
+    from orchestrator.halving import run_levels
+    from orchestrator.planning import plan
+
+    jobs = plan(experiment, SweepOptions(results="unused", seeds=1))["main"]
+    by_variant = {r["variant_id"]: r | {"seed": 0} for r in seed_rows}
+    rows = {job.key: by_variant[job.variant_id] for job in jobs}
+    ran: list[dict[str, Any]] = []
+
+    def run(group: list[Any]) -> bool:
+        ran.extend(rows[job.key] for job in group)
+        return True
+
+    stage = experiment.stages[0]
+    marked = [job for phase in plan_forks(jobs) for job in phase]
+    run_levels(marked, experiment.metric, experiment.mode, stage.keep, lambda: rows, run,
+               lambda line: None, "replay")
+    return ran
+
+
+def report_halving(experiment: Experiment, grid_rows: list[dict[str, Any]],
+                   rows: list[dict[str, Any]], naive: dict[int, int],
+                   args: argparse.Namespace) -> str:
+    grid_mean, mean = mean_by_config(grid_rows), mean_by_config(rows)
+    grid_best, best = max(grid_mean, key=grid_mean.__getitem__), max(mean, key=mean.__getitem__)
+    cost = sum(trained_epochs(r) for r in rows) / sum(naive.values())
+    gap = grid_mean[grid_best] - mean[best]
+    print(f"  halving, one sweep of {len(naive)} seed(s), deciding on the mean: {len(rows)} "
+          f"trials, {sum(trained_epochs(r) for r in rows)} epochs trained = {cost:.3f}x the "
+          f"naive grid's; best (lr {best[0]:.0e}, {best[1]} ep) mean AP {mean[best]:.3f}, "
+          f"the grid's best (lr {grid_best[0]:.0e}, {grid_best[1]} ep) {grid_mean[grid_best]:.3f}"
+          f"; gap {gap:+.3f}", flush=True)
+    for r in rows:  # the rows a halving run trains are the grid's own (bitwise on CPU)
+        twin = next(g for g in grid_rows if (g["variant_id"], g["seed"]) ==
+                    (r["variant_id"], r["seed"]))
+        if twin["AP"] != r["AP"]:
+            print(f"    note: {r['variant_id']} seed {r['seed']}: AP {r['AP']} here, "
+                  f"{twin['AP']} in the grid", flush=True)
+    ratios, gaps = [], []
+    for seed in sorted(naive):
+        mine = [r for r in grid_rows if r["seed"] == seed]
+        ran = replay(experiment, mine)
+        top, got = max(mine, key=ap), max(ran, key=ap)
+        ratios.append(sum(trained_epochs(r) for r in ran) / naive[seed])
+        gaps.append(ap(top) - ap(got))
+        print(f"  halving replayed on seed {seed}'s grid rows: {len(ran)} trials, "
+              f"{ratios[-1]:.3f}x the naive grid's epochs; best {got['variant_id']} AP "
+              f"{ap(got):.3f}, the grid's {top['variant_id']} {ap(top):.3f}", flush=True)
+    found = sum(g <= args.tolerance for g in gaps)
+    return (f"halving (one {len(naive)}-seed sweep) {cost:.3f}x, best mean AP gap {gap:+.3f}; "
+            f"replayed per seed {statistics.mean(ratios):.3f}x (per seed "
+            f"{', '.join(f'{r:.2f}' for r in ratios)}), within {args.tolerance} of the grid's "
+            f"best in {found}/{len(gaps)} seeds (gaps {', '.join(f'{g:+.3f}' for g in gaps)})")
+
+
+def ap(row: dict[str, Any]) -> float:
+    return float(row["AP"]) if row["AP"] is not None else -1.0
+
+
+def report_tpe(grid_by: dict[int, Any], tpe_by: dict[int, Any], tpe_rows: list[dict[str, Any]],
+               args: argparse.Namespace) -> str:
+    ratios, gaps = [], []
+    for seed, (grid_ap, grid_epochs, grid_trained, grid_best) in grid_by.items():
+        tpe_ap, _, tpe_epochs, tpe_best = tpe_by[seed]
+        ratios.append(tpe_epochs / grid_epochs)
+        gaps.append(grid_ap - tpe_ap)
+        stopped = sum(r["status"] == "stopped" for r in tpe_rows if r["seed"] == seed)
+        print(f"  seed {seed}: grid best AP {grid_ap:.3f} (lr {grid_best['lr']:.1e}, "
+              f"{grid_best['epochs']} ep) in {grid_epochs} epochs naive, {grid_trained} "
+              f"forked; TPE+ASHA best AP {tpe_ap:.3f} (lr {tpe_best['lr']:.1e}, "
+              f"{tpe_best['epochs']} ep) in {tpe_epochs} epochs ({stopped} trials stopped "
+              f"early); epoch ratio {ratios[-1]:.2f}, AP gap {gaps[-1]:+.3f}", flush=True)
+    found = sum(gap <= args.tolerance for gap in gaps)
+    return (f"TPE+ASHA {statistics.mean(ratios):.2f}x (per seed "
+            f"{', '.join(f'{r:.2f}' for r in ratios)}), best AP within {args.tolerance} of "
+            f"the grid's in {found}/{len(gaps)} seeds (gaps "
+            f"{', '.join(f'{g:+.3f}' for g in gaps)})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--methods", default="grid,halving,tpe",
+                        help="comma-separated: grid (always run or read), halving, tpe")
     parser.add_argument("--scale", type=float, default=0.1, help="epochs multiplier")
     parser.add_argument("--size", type=int, default=96, help="input size (px)")
     parser.add_argument("--images", type=int, default=100, help="generated base images")
@@ -154,6 +254,7 @@ def main() -> int:
 
     import ray
 
+    methods = set(args.methods.split(","))
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     with tempfile.TemporaryDirectory(prefix="posetune-cost-") as tmp:
         root = Path(args.keep) if args.keep else Path(tmp)
@@ -161,11 +262,12 @@ def main() -> int:
         started = time.perf_counter()
         weights = args.weights or pretrain(root, args)
         grid = cpu_scale(load_experiment("hyperparameters"), args, weights)
+        halving = cpu_scale(load_experiment("hyperparameters_halving"), args, weights)
         tpe = cpu_scale(load_experiment("hyperparameters_tpe"), args, weights)
-        print(f"CPU scale: {grid.stages[0].axes} vs {tpe.stages[0].axes}, "
-              f"{tpe.stages[0].num_samples} samples + ASHA; {args.seeds} seed(s); "
-              f"{args.size} px, {args.images} base + {args.synthetic} synthetic images",
-              flush=True)
+        print(f"CPU scale: {grid.stages[0].axes}; halving keeps {halving.stages[0].keep}; "
+              f"TPE {tpe.stages[0].axes}, {tpe.stages[0].num_samples} samples + ASHA; "
+              f"{args.seeds} seed(s); {args.size} px, {args.images} base + {args.synthetic} "
+              "synthetic images", flush=True)
         if args.grid_results:  # the grid does not depend on the search settings: reuse it
             from orchestrator.results import ResultsStore
 
@@ -174,29 +276,25 @@ def main() -> int:
         else:
             print("  grid ...", flush=True)
             grid_rows = run(grid, root / "grid", args)
-        print("  TPE + ASHA ...", flush=True)
-        tpe_rows = run(tpe, root / "tpe", args)
+        halving_rows = tpe_rows = None
+        if "halving" in methods:
+            print("  halving ...", flush=True)
+            halving_rows = run(halving, root / "halving", args)
+        if "tpe" in methods:
+            print("  TPE + ASHA ...", flush=True)
+            tpe_rows = run(tpe, root / "tpe", args)
         minutes = (time.perf_counter() - started) / 60
     ray.shutdown()
-    grid_by, tpe_by = per_seed(grid_rows), per_seed(tpe_rows)
-    ratios, fork_ratios, gaps = [], [], []
-    for seed, (grid_ap, grid_epochs, grid_trained, grid_best) in grid_by.items():
-        tpe_ap, _, tpe_epochs, tpe_best = tpe_by[seed]
-        ratios.append(tpe_epochs / grid_epochs)
-        fork_ratios.append(grid_trained / grid_epochs)
-        gaps.append(grid_ap - tpe_ap)
-        stopped = sum(r["status"] == "stopped" for r in tpe_rows if r["seed"] == seed)
-        print(f"  seed {seed}: grid best AP {grid_ap:.3f} (lr {grid_best['lr']:.1e}, "
-              f"{grid_best['epochs']} ep) in {grid_epochs} epochs naive, {grid_trained} "
-              f"forked; TPE+ASHA best AP {tpe_ap:.3f} (lr {tpe_best['lr']:.1e}, "
-              f"{tpe_best['epochs']} ep) in {tpe_epochs} epochs ({stopped} trials stopped "
-              f"early); epoch ratio {ratios[-1]:.2f}, AP gap {gaps[-1]:+.3f}", flush=True)
-    found = sum(gap <= args.tolerance for gap in gaps)
-    print(f"sweep_cost: grid with forking spent {statistics.mean(fork_ratios):.2f}x the naive "
-          f"grid's training epochs (same rows); TPE+ASHA {statistics.mean(ratios):.2f}x "
-          f"(per seed {', '.join(f'{r:.2f}' for r in ratios)}); TPE+ASHA best AP within "
-          f"{args.tolerance} of the grid's in {found}/{len(gaps)} seeds (gaps "
-          f"{', '.join(f'{g:+.3f}' for g in gaps)}); {minutes:.0f} min")
+    grid_by = per_seed(grid_rows)
+    naive = {seed: entry[1] for seed, entry in grid_by.items()}
+    fork_ratios = [grid_by[seed][2] / naive[seed] for seed in grid_by]
+    parts = [f"grid with forking spent {statistics.mean(fork_ratios):.2f}x the naive grid's "
+             "training epochs (same rows)"]
+    if halving_rows is not None:
+        parts.append(report_halving(halving, grid_rows, halving_rows, naive, args))
+    if tpe_rows is not None:
+        parts.append(report_tpe(grid_by, per_seed(tpe_rows), tpe_rows, args))
+    print(f"sweep_cost: {'; '.join(parts)}; {minutes:.0f} min")
     return 0
 
 

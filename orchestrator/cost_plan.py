@@ -7,6 +7,9 @@ epochs (forked: :mod:`orchestrator.forking`), and GPU-hours from a throughput fi
 images per second. There is no default throughput yet: no GPU figure has been measured for
 this code (BENCHMARKS.md), and a CPU figure would mislead, so GPU-hours are shown only with
 ``--throughput``. Sampled (TPE) stages count their epochs axis at its maximum: an upper bound.
+A halving stage (:mod:`orchestrator.halving`) counts the trials its rule will run at each
+length; which arms go on is known only then, so where arms differ in cost the plan counts the
+dearest ones (an upper bound, marked ``<=``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from typing import Any
 from tabulate import tabulate
 
 from orchestrator.experiment import Experiment, IntRange
-from orchestrator.forking import forking_on, plan_forks
+from orchestrator.forking import forking_on, members, plan_forks
+from orchestrator.halving import arm_of, kept_count, levels
 from orchestrator.planning import SweepOptions, TrialJob, search_axes
 from orchestrator.results import ResultsStore
 from orchestrator.reuse import finished_by_digest
@@ -93,7 +97,9 @@ def make_plan(
             count = stage.num_samples * len(jobs)
             plan.stages.append(StagePlan(name, count, per_trial * count, upper_bound=True))
             continue
-        entry = StagePlan(name, len(jobs), 0)
+        if stage.scheduler == "halving":
+            jobs, bound = halving_jobs(jobs, stage.keep, sizes)
+        entry = StagePlan(name, len(jobs), 0, upper_bound=stage.scheduler == "halving" and bound)
         todo = []
         for job in jobs:
             work = train_images(job, sizes) * job.config.train.epochs
@@ -104,11 +110,35 @@ def make_plan(
             else:
                 todo.append(job)
         if forking_on(options):
-            for member in plan_forks(todo)[1]:
+            for member in members(plan_forks(todo)):
                 entry.forked += 1
                 entry.forked_image_epochs += train_images(member, sizes) * member.fork_epoch
         plan.stages.append(entry)
     return plan
+
+
+def halving_jobs(jobs: list[TrialJob], keep: float,
+                 sizes: dict[str, int]) -> tuple[list[TrialJob], bool]:
+    """The jobs a halving stage runs: every arm at the shortest length, then at each longer
+    one as many arms as its rule keeps, the dearest first; True when that is a bound (arms
+    differ in cost)."""
+    chosen: list[TrialJob] = []
+    arms: list[str] | None = None
+    bound = False
+    for level in levels(jobs):
+        work: dict[str, int] = {}
+        for job in level:
+            if arms is None or arm_of(job) in arms:
+                work[arm_of(job)] = work.get(arm_of(job), 0) + \
+                    train_images(job, sizes) * job.config.train.epochs
+        if arms is not None:
+            ranked = sorted(work, key=lambda arm: work[arm], reverse=True)  # stable
+            arms = ranked[:kept_count(len(arms), keep)]
+            bound = bound or len(set(work.values())) > 1
+        else:
+            arms = list(work)
+        chosen += [job for job in level if arm_of(job) in arms]
+    return chosen, bound
 
 
 def render(plan: SweepPlan) -> str:

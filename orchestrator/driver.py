@@ -32,6 +32,7 @@ from typing import Any
 from orchestrator.cost_plan import SweepPlan, make_plan, render, write_plan
 from orchestrator.experiment import Experiment, Stage
 from orchestrator.forking import forking_on, plan_forks, seed_members
+from orchestrator.halving import run_levels
 from orchestrator.planning import (
     RunSettings,
     SweepOptions,
@@ -311,16 +312,17 @@ def run_stage(
     """Run one stage; True when every one of its trials ended ok or stopped."""
     todo = jobs_to_run(experiment, stage, jobs, store, options.resume, say, options.reuse)
     if stage.search == "grid" and not todo:
-        say(f"[{experiment.name}/{stage.name}] all {len(jobs)} trial(s) already finished")
+        say(f"[{experiment.name}/{stage.name}] nothing to train: all {len(jobs)} trial(s) "
+            "already finished (--resume) or reused from the store")
         outcome.counts["ok"] = outcome.counts.get("ok", 0) + len(jobs)
         return True
-    # A grid stage is one Tune run; an optuna stage is one TPE study per seed (--seeds N:
-    # N independent searches, each with its own sampler seed and training seed).
-    groups = [todo] if stage.search == "grid" else [[job] for job in todo]
-    if stage.search == "grid" and forking_on(options):
-        groups = [g for g in plan_forks(todo) if g]  # prefixes first, then their members
-    complete = True
-    for group in groups:
+    # A grid stage is one Tune run per phase (forking: a phase per length; halving: the
+    # lengths in order, deciding between them); an optuna stage is one TPE study per seed
+    # (--seeds N: N independent searches, each with its own sampler seed and training seed).
+    state = {"complete": True}
+
+    def run_group(group: list[TrialJob]) -> bool:
+        """Train one group as one Tune run; False when it was interrupted."""
         if any(job.fork_of for job in group):
             group = seed_members(group, storage, say)
         total = len(group) if stage.search == "grid" else stage.num_samples
@@ -344,8 +346,21 @@ def run_stage(
         if watch.interrupted or unfinished or short:
             outcome.interrupted = True
             return False
-        complete = complete and callback.counts().get("failed", 0) == 0
-    return complete
+        state["complete"] = state["complete"] and callback.counts().get("failed", 0) == 0
+        return True
+
+    if stage.search != "grid":
+        return all(run_group([job]) for job in todo) and state["complete"]
+    phases = plan_forks(todo) if forking_on(options) else [todo]
+    if stage.scheduler == "halving":
+        marked = [job for phase in phases for job in phase]
+        keys = {job.key for job in todo}
+        ran = run_levels(marked, experiment.metric, experiment.mode, stage.keep,
+                         lambda: store.finished_rows(experiment.name), run_group, say,
+                         f"[{experiment.name}/{stage.name}]",
+                         done=[job for job in jobs if job.key not in keys])
+        return ran and state["complete"]
+    return all(run_group(group) for group in phases if group) and state["complete"]
 
 
 class InterruptionWatch(logging.Handler):

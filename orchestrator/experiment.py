@@ -103,7 +103,11 @@ class Stage:
     changes: Mapping[str, Any] = field(default_factory=dict)
     search: Literal["grid", "optuna"] = "grid"
     num_samples: int = 0
-    scheduler: Literal["fifo", "asha"] = "fifo"
+    # "asha" stops sampled trials early (optuna stages); "halving" runs a grid stage's
+    # train.epochs lengths in order and only the best ``keep`` fraction of the other axes'
+    # combinations goes on to each longer length (orchestrator.halving).
+    scheduler: Literal["fifo", "asha", "halving"] = "fifo"
+    keep: float = 0.5
     depends_on: tuple[str, ...] = ()
 
 
@@ -211,6 +215,15 @@ def _validate_stage(experiment: Experiment, stage: Stage, where: str) -> None:
         raise ConfigError(f"{where}: an optuna stage needs num_samples >= 1")
     if stage.scheduler == "asha" and not experiment.early_stopping:
         raise ConfigError(f"{where}: ASHA needs early_stopping=True on the experiment")
+    if stage.scheduler == "halving":
+        epochs = stage.axes.get("train.epochs")
+        if stage.search != "grid" or not isinstance(epochs, (Grid, Choice)) \
+                or len(set(epochs.values)) < 2:
+            raise ConfigError(f"{where}: scheduler='halving' needs a grid stage with a "
+                              "train.epochs axis of two or more lengths")
+        if not 0 < stage.keep < 1:
+            raise ConfigError(f"{where}: keep={stage.keep} must be between 0 and 1 (the "
+                              "fraction of arms that trains the next length)")
     # A full config must build for the first trial (catches conflicting changes early).
     first = expand_stage(experiment, stage)[:1] if stage.search == "grid" else []
     for spec in first:

@@ -1,19 +1,22 @@
 """Exact schedule forking (Ray-free planning; the file copies work on local and s3:// storage).
 
 Trials of one grid stage that differ only in ``train.epochs`` train identically until the
-shortest one's first learning-rate drop: the study's schedule (warm-up in iterations, then
+shorter one's first learning-rate drop: the study's schedule (warm-up in iterations, then
 x0.1 at fixed fractions of the length) does not depend on the length before that, the data
 order depends only on the seed and the epoch index, evaluation does not touch the model or
 the random state, and a checkpoint restores model, optimizer, scheduler step and random
-state exactly (``pose_core.engine.save_checkpoint``). So:
+state exactly (``pose_core.engine.save_checkpoint``). So, in each such group sorted by
+length, the trials form a chain:
 
-1. the shortest trial of each such group (the *prefix*) runs first and keeps a copy of its
-   checkpoint after ``K`` epochs, ``K = min(shortest, first drop of the shortest) - 1``
-   (the optimizer in the checkpoint after epoch ``K + 1`` already holds the shortest
-   schedule's dropped rate for the next step, which a longer trial must not inherit);
-2. every longer trial of the group (a *member*) starts from that copy, placed as its own
-   checkpoint, and trains epochs ``K + 1 ..`` only. Its row says ``forked_from``; its epoch
-   history holds the prefix's first ``K`` epochs.
+1. a trial with a longer one after it (a *prefix*) keeps a copy of its checkpoint after
+   ``K`` epochs, ``K = min(length, first drop) - 1`` of its own schedule (the optimizer in
+   the checkpoint after epoch ``K + 1`` already holds its dropped rate for the next step,
+   which a longer trial must not inherit);
+2. the next longer trial (a *member*) starts from that copy, placed as its own checkpoint,
+   and trains epochs ``K + 1 ..`` only. Its row says ``forked_from``; its epoch history
+   holds the prefix's first ``K`` epochs. A member is itself the prefix of the next length
+   (the study's 50/100/210: 50 keeps epoch 39, 100 starts there and keeps epoch 79, 210
+   starts there), so the trials run in phases, one per length.
 
 Nothing else is shared: a member whose own checkpoint exists (an interrupted run) continues
 from it, and a member whose prefix left no copy (it failed or was stopped early) trains
@@ -57,36 +60,45 @@ def identity_without_epochs(job: TrialJob) -> str:
     return dataclasses.replace(job, config=dataclasses.replace(job.config, train=train)).digest
 
 
-def plan_forks(jobs: Sequence[TrialJob]) -> tuple[list[TrialJob], list[TrialJob]]:
-    """(first phase: every job that is not a member, prefixes marked ``fork_at``;
-    second phase: the members, marked ``fork_of`` and ``fork_epoch``)."""
+def plan_forks(jobs: Sequence[TrialJob]) -> list[list[TrialJob]]:
+    """The jobs in phases: the first holds every job that is not a member; phase ``d``
+    the members whose prefix is in phase ``d - 1``. Prefixes are marked ``fork_at``,
+    members ``fork_of``, ``fork_epoch`` and ``fork_source``."""
     groups: dict[str, list[TrialJob]] = defaultdict(list)
     for job in jobs:
         if not job.sampled:
             groups[identity_without_epochs(job)].append(job)
-    prefix_of: dict[tuple[str, int], TrialJob] = {}
-    member_of: dict[tuple[str, int], tuple[TrialJob, int]] = {}
+    marked: dict[tuple[str, int], tuple[TrialJob, int]] = {}  # (variant, seed) -> (job, depth)
     for group in groups.values():
         if len({j.config.train.epochs for j in group}) < 2:
             continue
         group = sorted(group, key=lambda j: j.config.train.epochs)
-        k = fork_epoch(group[0].config.train, [j.config.train.epochs for j in group])
-        if k < 1:
-            continue
-        prefix = group[0]
-        prefix_of[(prefix.variant_id, prefix.seed)] = dataclasses.replace(prefix, fork_at=k)
-        for member in group[1:]:
-            member_of[(member.variant_id, member.seed)] = (prefix, k)
-    first, second = [], []
+        source: tuple[TrialJob, int] | None = None  # the latest prefix and its phase
+        for i, job in enumerate(group):
+            depth = 0
+            if source is not None and job.config.train.epochs > source[0].config.train.epochs:
+                prefix, depth = source[0], source[1] + 1
+                job = dataclasses.replace(job, fork_of=(prefix.variant_id, prefix.seed),
+                                          fork_epoch=prefix.fork_at,
+                                          fork_source=prefix.checkpoint_name())
+            longer = [j.config.train.epochs for j in group[i:]]
+            k = fork_epoch(job.config.train, longer) if len(set(longer)) > 1 else 0
+            if k > job.fork_epoch:  # it shares more with the longer ones than it inherits
+                job = dataclasses.replace(job, fork_at=k)
+                source = (job, depth)
+            marked[(job.variant_id, job.seed)] = (job, depth)
+    phases: list[list[TrialJob]] = [[]]
     for job in jobs:
-        key = (job.variant_id, job.seed)
-        if key in member_of:
-            prefix, k = member_of[key]
-            second.append(dataclasses.replace(job, fork_of=(prefix.variant_id, prefix.seed),
-                                              fork_epoch=k, fork_source=prefix.checkpoint_name()))
-        else:
-            first.append(prefix_of.get(key, job))
-    return first, second
+        job, depth = marked.get((job.variant_id, job.seed), (job, 0))
+        while len(phases) <= depth:
+            phases.append([])
+        phases[depth].append(job)
+    return phases
+
+
+def members(phases: Sequence[Sequence[TrialJob]]) -> list[TrialJob]:
+    """Every forked job of ``plan_forks``'s phases."""
+    return [job for phase in phases[1:] for job in phase]
 
 
 def seed_members(members: Sequence[TrialJob], storage: str,

@@ -161,6 +161,10 @@ TABLES: dict[str, Layout] = {
     "hyperparameters_tpe": Layout(
         "Learning rate x epochs by TPE search on Animal-Pose + 1000 synthetic", _HYPER.columns,
         _HYPER.label, _HYPER.order),
+    "hyperparameters_halving": Layout(
+        "Learning rate x epochs by successive halving on Animal-Pose + 1000 synthetic "
+        "(arms dropped after a shorter length have no longer rows)", _HYPER_ARMS.columns,
+        _HYPER_ARMS.label, _HYPER_ARMS.order),
     "real_amount": Layout(
         "Table 3. Real lynx images, from ImageNet or from an Animal-Pose checkpoint", _REAL,
         recipe, lambda r: (r["init"] == "checkpoint", r["real_count"])),

@@ -21,6 +21,7 @@ TRIALS = {
     "augmentations": 7,
     "hyperparameters": 18,  # 3 lr x 3 epochs, without and with all augmentations
     "hyperparameters_tpe": 9,
+    "hyperparameters_halving": 18,  # the same grid; halving runs 6 + 3 + 2 of its trials
     "real_amount": 9,
     "real_plus_synthetic": 10,  # {10, 50, 100, 500, 1000} real x {0, 1k} synthetic
     "two_stage": 5,

@@ -216,7 +216,7 @@ def test_resume_skips_finished_trials(ray_cluster: Any, tmp_path: Path,
     assert [r["epoch"] for r in rerun] == [2]
     assert len(again.read_trials(latest_only=False)) == 2
     done = sweep(experiment, relative, resume=True)
-    assert any("already finished" in line for line in done.lines), done.lines  # type: ignore[attr-defined]
+    assert any("already finished (--resume)" in line for line in done.lines), done.lines  # type: ignore[attr-defined]
     assert len(done.read_trials(latest_only=False)) == 2
     # Resume by identity: with another config the finished rows no longer match; both
     # trials are named as changed and run again.
@@ -335,3 +335,32 @@ def test_forked_trials_equal_unforked_ones_and_the_plan_counts_the_saving(
     assert plan.total("trained_image_epochs") == trained
     assert any("forked from epochs=120 after epoch 1" in line
                for line in forked.lines)  # type: ignore[attr-defined]
+
+
+def test_halving_runs_the_best_arm_longer_and_the_plan_counts_it(
+        ray_cluster: Any, tmp_path: Path) -> None:
+    """Two lr arms x epochs 2 and 3 (smoke scale): both train 2 epochs, only the better arm
+    trains 3 (forked after epoch 1), and --plan said so before."""
+    from orchestrator.driver import plan_sweep
+
+    experiment = Experiment(name="halving_test", description="test", baseline=TINY, stages=(
+        Stage(changes={"data.synthetic_count": 10},
+              axes={"train.lr": Grid(2e-3, 1e-9), "train.epochs": Grid(120, 180)},
+              scheduler="halving"),))
+    options = SweepOptions(results=str(tmp_path), smoke=True)
+    plan = plan_sweep(experiment, options, say=lambda line: None)
+    assert plan.total("trials") == 3 and plan.total("forked") == 1
+    store = sweep(experiment, tmp_path)
+    assert store.outcome.exit_code == 0  # type: ignore[attr-defined]
+    got = {r["variant_id"]: r for r in rows(store)}
+    short = {v: r for v, r in got.items() if "epochs=120" in v}
+    assert len(got) == 3 and len(short) == 2 and all(r["status"] == "ok" for r in got.values())
+    winner = max(short.values(), key=lambda r: r["AP"])  # ties: the grid's first arm
+    (longer,) = [v for v in got if "epochs=180" in v]
+    assert longer == winner["variant_id"].replace("epochs=120", "epochs=180")
+    assert got[longer]["forked_from"].endswith(f"{winner['variant_id']}/seed=0@epoch=1")
+    trained = sum(r["train_images"] * (r["epochs_run"] - (1 if r["forked_from"] else 0))
+                  for r in got.values())
+    assert plan.total("trained_image_epochs") == trained
+    line = next(x for x in store.lines if "halving after" in x)  # type: ignore[attr-defined]
+    assert "1 of 2 arm(s) go on" in line and "their 1 longer trial(s) not run" in line

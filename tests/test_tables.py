@@ -164,6 +164,7 @@ LABELS = {
     ],
     "hyperparameters": ["5e-4", "1e-4", "1e-5"],
     "hyperparameters_tpe": ["3e-4", "2e-5"],
+    "hyperparameters_halving": ["5e-4", "1e-4", "1e-5"],
     "real_amount": [
         "ImageNet + Animal-Pose, 0 real",
         "ImageNet + Animal-Pose, 100 real",
