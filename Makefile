@@ -49,7 +49,7 @@ bench: setup
 	$(BIN)/python benchmarks/sweep_overhead.py
 	$(BIN)/python benchmarks/gpu_packing.py
 
-# P3: the hyperparameters grid vs TPE + ASHA at CPU scale, 3 seeds (about 20 minutes).
+# P3: the hyperparameters grid vs successive halving and TPE + ASHA at CPU scale, 3 seeds (about 30 minutes).
 bench-sweep-cost: setup
 	$(BIN)/python benchmarks/sweep_cost.py --seeds 3
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.cost_plan import make_plan, train_images  # noqa: E402
+from orchestrator.cost_plan import halving_jobs, make_plan, train_images  # noqa: E402
 from orchestrator.forking import members, plan_forks  # noqa: E402
 from orchestrator.planning import SweepOptions, plan  # noqa: E402
 from orchestrator.preflight import preflight  # noqa: E402
@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--redraw-subsets", action="store_true")
     parser.add_argument("--all", action="store_true", help="every shipped experiment, not only "
                         "the study's seven (make study-mini's order)")
+    parser.add_argument("--halving", action="store_true",
+                        help="hyperparameters_halving in place of the hyperparameters grid")
     parser.add_argument("--catalog-sizes", action="store_true",
                         help="plan without the preflight, as a fixed-file catalog of the "
                         "study's dataset sizes would")
@@ -52,6 +54,8 @@ def main() -> None:
     fixed = {"animalpose": 4000, "lynx-train": 1000, "lynx-test": 300, "lynx-synthetic": 10000}
     study = ["real_amount", "backbones", "synthetic_amount", "augmentations", "hyperparameters",
              "real_plus_synthetic", "two_stage"]
+    if args.halving:
+        study[study.index("hyperparameters")] = "hyperparameters_halving"
     os.environ.setdefault("POSETUNE_DATA", str(Path(tempfile.gettempdir()) / "posetune-bench"))
     started = time.time()
     seen: dict[str, str] = {}
@@ -69,7 +73,9 @@ def main() -> None:
                 catalog_dict = catalog.to_dict()
             cost = make_plan(experiment, planned, sizes, options, catalog_dict)
             mine = theirs = shared = 0
-            for stage in planned.values():
+            for stage_name, stage in planned.items():
+                if experiment.stage(stage_name).scheduler == "halving":  # the trials it runs
+                    stage, _ = halving_jobs(stage, experiment.stage(stage_name).keep, sizes)
                 todo = []
                 for job in stage:
                     if job.sampled:
@@ -94,7 +100,8 @@ def main() -> None:
     both = 1 - (unique - forked) / naive if naive else 0.0
     print(f"study_reuse: scale {args.scale}, seeds {args.seeds}"
           f"{', fixed catalog sizes' if args.catalog_sizes else ''}"
-          f"{', subsets redrawn' if args.redraw_subsets else ''}: naive {naive:,} image-epochs, "
+          f"{', subsets redrawn' if args.redraw_subsets else ''}"
+          f"{', hyperparameters by halving' if args.halving else ''}: naive {naive:,} image-epochs, "
           f"with study-wide reuse {unique:,} ({saving:.0%} less), with reuse and forking "
           f"{unique - forked:,} ({both:.0%} less); planned in {time.time() - started:.0f} s")
 

@@ -125,8 +125,7 @@ def run(experiment: Experiment, results: Path, args: argparse.Namespace,
 
 def trained_epochs(row: dict[str, Any]) -> int:
     """Epochs the trial trained itself: a forked trial's first K came from its prefix."""
-    forked = row.get("forked_from")
-    return int(row["epochs_run"]) - (int(forked.rsplit("@epoch=", 1)[1]) if forked else 0)
+    return int(row["epochs_trained"])
 
 
 def per_seed(rows: list[dict[str, Any]]) -> dict[int, tuple[float, int, int, dict[str, Any]]]:

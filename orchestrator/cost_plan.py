@@ -21,9 +21,9 @@ from typing import Any
 
 from tabulate import tabulate
 
-from orchestrator.experiment import Experiment, IntRange
+from orchestrator.experiment import Experiment, IntRange, kept_count
 from orchestrator.forking import forking_on, members, plan_forks
-from orchestrator.halving import arm_of, kept_count, levels
+from orchestrator.halving import arm_of, levels
 from orchestrator.planning import SweepOptions, TrialJob, search_axes
 from orchestrator.results import ResultsStore
 from orchestrator.reuse import finished_by_digest

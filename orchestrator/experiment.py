@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -124,9 +125,8 @@ class Experiment:
     early_stopping: bool = False
     datasets: tuple[str, ...] = ()
     table: str | None = None
-    smoke: Mapping[str, Any] = field(default_factory=dict)
     seeds: int = 1
-    # Per-scale changes, {scale name: {path: value}}; ``smoke`` is shorthand for scales["smoke"].
+    # Per-scale changes, {scale name: {path: value}}, applied after the variant's values.
     scales: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -144,8 +144,7 @@ class Experiment:
 
     def scale_changes(self, scale: str) -> dict[str, Any]:
         """This experiment's own changes at ``scale`` (applied after the variant's values)."""
-        changes = dict(self.smoke) if scale == "smoke" else {}
-        return changes | dict(self.scales.get(scale, {}))
+        return dict(self.scales.get(scale, {}))
 
     def with_seeds(self, seeds: int) -> Experiment:
         return dataclasses.replace(self, seeds=seeds)
@@ -173,7 +172,7 @@ def validate(experiment: Experiment) -> None:
                 raise ConfigError(f"{where}: stage {stage.name!r} depends on unknown or later stage {dep!r}")
         seen.add(stage.name)
         _validate_stage(experiment, stage, f"{where}, stage {stage.name!r}")
-    for scale, changes in [("smoke", experiment.smoke), *experiment.scales.items()]:
+    for scale, changes in experiment.scales.items():
         for path, value in changes.items():
             _check(path, value, f"{where}, {scale}")
             for stage in experiment.stages:
@@ -278,7 +277,24 @@ def trial_count(experiment: Experiment, stage: Stage) -> int:
     """Trials of a stage before seed repeats (the rows of its table)."""
     if stage.search == "optuna":
         return stage.num_samples
-    return len(expand_stage(experiment, stage, seeds=1))
+    grid = len(expand_stage(experiment, stage, seeds=1))
+    if stage.scheduler == "halving":
+        lengths = len(stage.axes["train.epochs"].values)  # type: ignore[union-attr]
+        return sum(halving_arms(grid // lengths, lengths, stage.keep))
+    return grid
+
+
+def kept_count(arms: int, keep: float) -> int:
+    """Arms that go on to the next length under halving: ``ceil(keep * arms)``, at least 1."""
+    return max(1, math.ceil(keep * arms - 1e-9))
+
+
+def halving_arms(arms: int, lengths: int, keep: float) -> list[int]:
+    """Arms that train each length under halving, shortest first."""
+    counts = [arms]
+    while len(counts) < lengths:
+        counts.append(kept_count(counts[-1], keep))
+    return counts
 
 
 

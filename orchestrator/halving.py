@@ -16,11 +16,11 @@ Reused or already finished trials take part in the decisions like trials run now
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from orchestrator.experiment import kept_count
 from orchestrator.planning import TrialJob
 
 
@@ -34,10 +34,6 @@ def levels(jobs: Sequence[TrialJob]) -> list[list[TrialJob]]:
     """The jobs by length, shortest first."""
     lengths = sorted({j.config.train.epochs for j in jobs})
     return [[j for j in jobs if j.config.train.epochs == n] for n in lengths]
-
-
-def kept_count(arms: int, keep: float) -> int:
-    return max(1, math.ceil(keep * arms - 1e-9))
 
 
 def score(rows: Sequence[Mapping[str, Any]], metric: str) -> float | None:

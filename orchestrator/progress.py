@@ -58,6 +58,9 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
         self.status: dict[str, str] = {}
         self.best: tuple[float, str] | None = None
         self.t0 = time.time()
+        # This stage's epoch rows, read once when the first fork member finishes: its
+        # prefixes ran in an earlier phase (orchestrator.forking), so later rows add nothing.
+        self._stage_epochs: list[dict[str, Any]] | None = None
 
     # Tune hooks -------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
@@ -102,7 +105,7 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
         record = trial_record(self.experiment.name, outcome)
         self.store.append_trial(record)
         if reports:
-            self.store.append_epochs(prefix_epochs(self.store, job, trial.trial_id)
+            self.store.append_epochs(prefix_epochs(self.stage_epochs(job), job, trial.trial_id)
                                      + epoch_records(self.experiment.name, outcome))
         self.status[trial.trial_id] = record.status
         if record.status == "failed":
@@ -123,6 +126,14 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
         if "://" in storage and "://" not in path:
             return storage.split("://", 1)[0] + "://" + path.lstrip("/")
         return path
+
+    def stage_epochs(self, job: TrialJob) -> list[dict[str, Any]]:
+        if job.fork_of is None:
+            return []
+        if self._stage_epochs is None:
+            self._stage_epochs = [r for r in self.store.read_epochs().to_pylist()
+                                  if (r["experiment"], r["stage"]) == (job.experiment, job.stage)]
+        return self._stage_epochs
 
     def counts(self) -> dict[str, int]:
         """Finished trials by status (ok, stopped, failed)."""
@@ -200,12 +211,14 @@ def last_line(text: str) -> str:
     return (lines[-1] if lines else text)[:2000]
 
 
-def prefix_epochs(store: ResultsStore, job: TrialJob, trial_id: str) -> list[EpochRecord]:
-    """A fork member's first ``fork_epoch`` epochs: its prefix's rows, relabelled."""
+def prefix_epochs(stage_rows: list[dict[str, Any]], job: TrialJob,
+                  trial_id: str) -> list[EpochRecord]:
+    """A fork member's first ``fork_epoch`` epochs: its prefix's rows (among ``stage_rows``,
+    the stage's epoch rows), relabelled."""
     if job.fork_of is None:
         return []
     variant, seed = job.fork_of
-    rows = [r for r in store.read_epochs().to_pylist()
+    rows = [r for r in stage_rows
             if (r["experiment"], r["stage"], r["variant_id"], r["seed"]) ==
             (job.experiment, job.stage, variant, seed) and r["epoch"] <= job.fork_epoch]
     latest = {r["epoch"]: r for r in rows}  # a retried prefix: its last attempt's rows

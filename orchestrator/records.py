@@ -156,6 +156,7 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
         images_skipped=int(last["images_skipped"]) if "images_skipped" in last else None,
         train_images=int(last["train_images"]) if "train_images" in last else None,
         subset_seed=cfg.data.subset_seed, forked_from=forked_from(job),
+        epochs_trained=max(0, epochs_run - (job.fork_epoch if job.fork_of else 0)),
     )
 
 

@@ -74,7 +74,8 @@ def copy_trial(job: TrialJob, row: dict[str, Any], epochs: list[dict[str, Any]],
     values = {k: v for k, v in row.items() if k in fields}
     values.update(experiment=job.experiment, stage=job.stage, variant_id=job.variant_id,
                   trial_id=trial_id, seed=job.seed, reused_from=source_key(row),
-                  started_at=now, ended_at=now, wall_s=0.0, gpu_hours=0.0, startup_s=None)
+                  started_at=now, ended_at=now, wall_s=0.0, gpu_hours=0.0, startup_s=None,
+                  epochs_trained=0)
     record = TrialRecord(**values)
     store.append_trial(record)
     if epochs:

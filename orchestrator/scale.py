@@ -17,8 +17,7 @@ where no weights file exists. Planning applies a scale in one place
   go to about their square root (still nested and distinct), 50/100/210 epochs to 1/2/3.
 
 An experiment adjusts a scale for itself with ``Experiment.scales`` (``{scale: changes}``,
-applied after its axis values, e.g. a smaller KITPose width); ``Experiment.smoke`` is the
-same for the smoke scale.
+applied after its axis values, e.g. a smaller KITPose width at ``smoke``).
 """
 
 from __future__ import annotations

@@ -113,6 +113,10 @@ class TrialRecord:
     # checkpoint after K epochs (identical training until then: orchestrator.forking) and
     # trained epochs K+1.. itself. None when it trained from the start.
     forked_from: str | None = None
+    # Epochs this trial trained itself: epochs_run less the epochs a forked trial inherited
+    # from its prefix; 0 for a reused row. The compute a study spent is the sum of
+    # train_images x epochs_trained. None in files from before.
+    epochs_trained: int | None = None
 
     def __post_init__(self) -> None:
         _normalise_fields(self)

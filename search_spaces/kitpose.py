@@ -17,6 +17,6 @@ EXPERIMENT = Experiment(
             "kitpose": {"model.head": "kitpose", "train.loss": "kitpose"},
         })),
     ),
-    smoke={"model.kit_dim": 64},
+    scales={"smoke": {"model.kit_dim": 64}},
     table="kitpose",
 )

@@ -9,9 +9,9 @@ import pytest
 
 import search_spaces
 from orchestrator.cost_plan import halving_jobs, make_plan
-from orchestrator.experiment import Experiment, Grid, Stage
+from orchestrator.experiment import Experiment, Grid, Stage, halving_arms, kept_count
 from orchestrator.forking import plan_forks
-from orchestrator.halving import arm_of, choose, kept_count, levels, run_levels
+from orchestrator.halving import arm_of, choose, levels, run_levels
 from orchestrator.planning import SweepOptions, TrialJob, plan
 from pose_core.config import ConfigError
 
@@ -31,6 +31,7 @@ def test_arms_and_levels() -> None:
     assert [len(lv) for lv in levels(jobs)] == [6, 6, 6]
     assert [kept_count(n, 0.5) for n in (6, 3, 2, 1)] == [3, 2, 1, 1]
     assert kept_count(3, 1 / 3) == 1 and kept_count(9, 1 / 3) == 3
+    assert halving_arms(6, 3, 0.5) == [6, 3, 2] and halving_arms(9, 4, 1 / 3) == [9, 3, 1, 1]
 
 
 def rows_for(jobs: list[TrialJob], scores: dict[tuple[str, int], float | None],

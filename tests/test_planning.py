@@ -19,7 +19,8 @@ BASE = with_values(TrialConfig(), {"model.init": "random", "train.lr": 2e-3})
 
 def experiment(**stage: object) -> Experiment:
     return Experiment(name="exp", description="x", baseline=BASE,
-                      stages=(Stage(**stage),), smoke={"model.kit_dim": 32})  # type: ignore[arg-type]
+                      stages=(Stage(**stage),),
+                      scales={"smoke": {"model.kit_dim": 32}})  # type: ignore[arg-type]
 
 
 def test_precedence_baseline_scale_stage_values_experiment_overrides_seed() -> None:
@@ -95,7 +96,7 @@ def test_scales_are_validated_and_smoke_is_an_alias(tmp_path: Path) -> None:
 def test_experiment_smoke_changes_may_not_touch_a_swept_path() -> None:
     with pytest.raises(ConfigError, match="varied by stage"):
         Experiment(name="bad", description="x", stages=(Stage(axes={"train.lr": Grid(1e-3)}),),
-                   smoke={"train.lr": 1e-2})
+                   scales={"smoke": {"train.lr": 1e-2}})
 
 
 def test_job_pickles_whole_and_its_digest_tracks_config_and_data(tmp_path: Path) -> None:
@@ -237,7 +238,7 @@ def test_redraw_subsets_ties_the_subset_seed_to_the_trial_seed(tmp_path: Path) -
 def test_per_scale_experiment_changes_apply_at_their_scale_only() -> None:
     exp = Experiment(name="exp", description="x", baseline=BASE,
                      stages=(Stage(axes={"data.real_count": Grid(10, 20)}),),
-                     scales={"mini": {"model.kit_dim": 48}}, smoke={"model.kit_dim": 32})
+                     scales={"mini": {"model.kit_dim": 48}, "smoke": {"model.kit_dim": 32}})
     stage = exp.stages[0]
     dims = {name: build_job(exp, stage, {"data.real_count": 10}, 0, SCALES[name]).config
             .model.kit_dim for name in ("full", "smoke", "mini")}

@@ -290,6 +290,7 @@ def test_study_wide_reuse_and_a_plan_that_matches_what_trains(ray_cluster: Any,
     got = {r["variant_id"]: r for r in rows(second) if r["experiment"] == "reuse_b"}
     reused, trained = got["synthetic_count=10"], got["synthetic_count=20"]
     assert reused["reused_from"] == "reuse_a/pre/baseline/seed=0" and reused["wall_s"] == 0
+    assert reused["epochs_trained"] == 0
     assert reused["AP"] == row_a["AP"] and reused["checkpoint_uri"] == row_a["checkpoint_uri"]
     assert trained["reused_from"] is None and trained["status"] == "ok"
     assert plan_b.total("trained_image_epochs") == \
@@ -330,8 +331,8 @@ def test_forked_trials_equal_unforked_ones_and_the_plan_counts_the_saving(
     reference_losses = sorted((e["epoch"], e["loss"]) for e in alone.read_epochs().to_pylist()
                               if e["variant_id"] == "epochs=180")
     assert sorted((e["epoch"], e["loss"]) for e in epochs) == reference_losses
-    trained = sum(r["train_images"] * (r["epochs_run"] - (1 if r["forked_from"] else 0))
-                  for r in got.values())
+    trained = sum(r["train_images"] * r["epochs_trained"] for r in got.values())
+    assert [got[v]["epochs_trained"] for v in ("epochs=120", "epochs=180")] == [2, 2]
     assert plan.total("trained_image_epochs") == trained
     assert any("forked from epochs=120 after epoch 1" in line
                for line in forked.lines)  # type: ignore[attr-defined]
@@ -359,8 +360,7 @@ def test_halving_runs_the_best_arm_longer_and_the_plan_counts_it(
     (longer,) = [v for v in got if "epochs=180" in v]
     assert longer == winner["variant_id"].replace("epochs=120", "epochs=180")
     assert got[longer]["forked_from"].endswith(f"{winner['variant_id']}/seed=0@epoch=1")
-    trained = sum(r["train_images"] * (r["epochs_run"] - (1 if r["forked_from"] else 0))
-                  for r in got.values())
+    trained = sum(r["train_images"] * r["epochs_trained"] for r in got.values())
     assert plan.total("trained_image_epochs") == trained
     line = next(x for x in store.lines if "halving after" in x)  # type: ignore[attr-defined]
     assert "1 of 2 arm(s) go on" in line and "their 1 longer trial(s) not run" in line

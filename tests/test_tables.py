@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from orchestrator.cost_plan import halving_jobs
 from orchestrator.planning import SweepOptions, plan
 from orchestrator.results import ResultsStore
 from orchestrator.schema import TrialRecord
@@ -121,6 +122,8 @@ def write_experiment(store: ResultsStore, name: str, seeds: int = 1) -> list[Tri
                 for lr in (3e-4, 1e-4, 2e-5)
                 for epochs in (60, 120, 200)
             ]
+        if experiment.stage(stage).scheduler == "halving":  # the trials halving runs
+            trials, _ = halving_jobs(trials, experiment.stage(stage).keep, {})
         for trial in trials:
             config, source = trial.config, None
             if config.model.weights and config.model.weights.startswith("@"):
