@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import os
 import statistics
 import sys
@@ -124,8 +125,12 @@ def run(experiment: Experiment, results: Path, args: argparse.Namespace,
 
 
 def trained_epochs(row: dict[str, Any]) -> int:
-    """Epochs the trial trained itself: a forked trial's first K came from its prefix."""
-    return int(row["epochs_trained"])
+    """Epochs the trial trained itself: a forked trial's first K came from its prefix (rows
+    written before the ``epochs_trained`` column: K from ``forked_from``)."""
+    if row.get("epochs_trained") is not None:
+        return int(row["epochs_trained"])
+    forked = row.get("forked_from")
+    return int(row["epochs_run"]) - (int(forked.rsplit("@epoch=", 1)[1]) if forked else 0)
 
 
 def per_seed(rows: list[dict[str, Any]]) -> dict[int, tuple[float, int, int, dict[str, Any]]]:
@@ -148,20 +153,22 @@ def mean_by_config(rows: list[dict[str, Any]]) -> dict[tuple[float, int], float]
     return {key: statistics.mean(v) for key, v in values.items()}
 
 
-def replay(experiment: Experiment, seed_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows halving's rule would have run on one seed's grid rows (forking is exact, so
-    these are the rows it trains)."""
+def replay(experiment: Experiment, grid_rows: list[dict[str, Any]],
+           group: tuple[int, ...]) -> list[dict[str, Any]]:
+    """The grid rows halving's rule would have run had a sweep's seeds been the grid's seeds
+    ``group`` (deciding on their mean, as the sweep does). Forking is exact, so these are the
+    rows such a sweep trains."""
     from orchestrator.forking import plan_forks
     from orchestrator.halving import run_levels
     from orchestrator.planning import plan
 
-    jobs = plan(experiment, SweepOptions(results="unused", seeds=1))["main"]
-    by_variant = {r["variant_id"]: r | {"seed": 0} for r in seed_rows}
-    rows = {job.key: by_variant[job.variant_id] for job in jobs}
+    jobs = plan(experiment, SweepOptions(results="unused", seeds=len(group)))["main"]
+    by_key = {(r["variant_id"], r["seed"]): r for r in grid_rows}
+    rows = {job.key: by_key[(job.variant_id, group[job.seed])] for job in jobs}
     ran: list[dict[str, Any]] = []
 
-    def run(group: list[Any]) -> bool:
-        ran.extend(rows[job.key] for job in group)
+    def run(jobs_now: list[Any]) -> bool:
+        ran.extend(rows[job.key] for job in jobs_now)
         return True
 
     stage = experiment.stages[0]
@@ -174,36 +181,45 @@ def replay(experiment: Experiment, seed_rows: list[dict[str, Any]]) -> list[dict
 def report_halving(experiment: Experiment, grid_rows: list[dict[str, Any]],
                    rows: list[dict[str, Any]], naive: dict[int, int],
                    args: argparse.Namespace) -> str:
-    grid_mean, mean = mean_by_config(grid_rows), mean_by_config(rows)
+    sweep_seeds = sorted({r["seed"] for r in rows})
+    mine = [r for r in grid_rows if r["seed"] in sweep_seeds]
+    grid_mean, mean = mean_by_config(mine), mean_by_config(rows)
     grid_best, best = max(grid_mean, key=grid_mean.__getitem__), max(mean, key=mean.__getitem__)
-    cost = sum(trained_epochs(r) for r in rows) / sum(naive.values())
+    spent = sum(trained_epochs(r) for r in rows)
+    cost = spent / sum(naive[seed] for seed in sweep_seeds)
     gap = grid_mean[grid_best] - mean[best]
-    print(f"  halving, one sweep of {len(naive)} seed(s), deciding on the mean: {len(rows)} "
-          f"trials, {sum(trained_epochs(r) for r in rows)} epochs trained = {cost:.3f}x the "
-          f"naive grid's; best (lr {best[0]:.0e}, {best[1]} ep) mean AP {mean[best]:.3f}, "
-          f"the grid's best (lr {grid_best[0]:.0e}, {grid_best[1]} ep) {grid_mean[grid_best]:.3f}"
-          f"; gap {gap:+.3f}", flush=True)
-    for r in rows:  # the rows a halving run trains are the grid's own (bitwise on CPU)
-        twin = next(g for g in grid_rows if (g["variant_id"], g["seed"]) ==
-                    (r["variant_id"], r["seed"]))
-        if twin["AP"] != r["AP"]:
-            print(f"    note: {r['variant_id']} seed {r['seed']}: AP {r['AP']} here, "
-                  f"{twin['AP']} in the grid", flush=True)
-    ratios, gaps = [], []
-    for seed in sorted(naive):
-        mine = [r for r in grid_rows if r["seed"] == seed]
-        ran = replay(experiment, mine)
-        top, got = max(mine, key=ap), max(ran, key=ap)
-        ratios.append(sum(trained_epochs(r) for r in ran) / naive[seed])
-        gaps.append(ap(top) - ap(got))
-        print(f"  halving replayed on seed {seed}'s grid rows: {len(ran)} trials, "
-              f"{ratios[-1]:.3f}x the naive grid's epochs; best {got['variant_id']} AP "
-              f"{ap(got):.3f}, the grid's {top['variant_id']} {ap(top):.3f}", flush=True)
-    found = sum(g <= args.tolerance for g in gaps)
-    return (f"halving (one {len(naive)}-seed sweep) {cost:.3f}x, best mean AP gap {gap:+.3f}; "
-            f"replayed per seed {statistics.mean(ratios):.3f}x (per seed "
-            f"{', '.join(f'{r:.2f}' for r in ratios)}), within {args.tolerance} of the grid's "
-            f"best in {found}/{len(gaps)} seeds (gaps {', '.join(f'{g:+.3f}' for g in gaps)})")
+    print(f"  halving, one sweep of {len(sweep_seeds)} seed(s), deciding on the mean: "
+          f"{len(rows)} trials, {spent} epochs trained = {cost:.3f}x the naive grid's; best "
+          f"(lr {best[0]:.0e}, {best[1]} ep) mean AP {mean[best]:.3f}, the grid's best "
+          f"(lr {grid_best[0]:.0e}, {grid_best[1]} ep) {grid_mean[grid_best]:.3f}; gap {gap:+.3f}",
+          flush=True)
+    differ = [r["variant_id"] for r in rows if next(
+        g["AP"] for g in mine if (g["variant_id"], g["seed"]) == (r["variant_id"], r["seed"])
+    ) != r["AP"]]
+    print(f"  its rows equal the grid's own for the same trials: {not differ} {differ[:3]}",
+          flush=True)
+    parts = [f"halving (one {len(sweep_seeds)}-seed sweep) {cost:.3f}x the naive grid's "
+             f"epochs, best mean AP gap {gap:+.3f}"]
+    seeds = sorted(naive)
+    for size in sorted({1, len(sweep_seeds)}):
+        groups = list(itertools.combinations(seeds, size))
+        ratios, gaps = [], []
+        for group in groups:
+            ran = replay(experiment, grid_rows, group)
+            chosen = [r for r in grid_rows if r["seed"] in group]
+            top, got = mean_by_config(chosen), mean_by_config(ran)
+            best_top, best_got = max(top, key=top.__getitem__), max(got, key=got.__getitem__)
+            ratios.append(sum(trained_epochs(r) for r in ran) / sum(naive[s] for s in group))
+            gaps.append(top[best_top] - got[best_got])
+            if size == 1 or len(groups) <= 4:
+                print(f"  replayed on seeds {group}: {ratios[-1]:.3f}x; best (lr "
+                      f"{best_got[0]:.0e}, {best_got[1]} ep) {got[best_got]:.3f}, the grid's "
+                      f"(lr {best_top[0]:.0e}, {best_top[1]} ep) {top[best_top]:.3f}", flush=True)
+        found = sum(g <= args.tolerance for g in gaps)
+        parts.append(f"replayed on {len(groups)} {size}-seed group(s) of the grid's {len(seeds)} "
+                     f"seeds: {statistics.mean(ratios):.3f}x, within {args.tolerance} of the "
+                     f"grid's best in {found}/{len(groups)} (worst gap {max(gaps):+.3f})")
+    return "; ".join(parts)
 
 
 def ap(row: dict[str, Any]) -> float:
@@ -214,6 +230,8 @@ def report_tpe(grid_by: dict[int, Any], tpe_by: dict[int, Any], tpe_rows: list[d
                args: argparse.Namespace) -> str:
     ratios, gaps = [], []
     for seed, (grid_ap, grid_epochs, grid_trained, grid_best) in grid_by.items():
+        if seed not in tpe_by:  # --grid-results with more seeds than this search ran
+            continue
         tpe_ap, _, tpe_epochs, tpe_best = tpe_by[seed]
         ratios.append(tpe_epochs / grid_epochs)
         gaps.append(grid_ap - tpe_ap)
@@ -247,6 +265,8 @@ def main() -> int:
     parser.add_argument("--keep", help="keep the result rows in this folder")
     parser.add_argument("--grid-results", help="reuse the grid's rows from an earlier --keep "
                         "run (its grid/ folder; same CPU-scale settings)")
+    parser.add_argument("--halving-results", help="reuse halving's rows from an earlier --keep "
+                        "run (its halving/ folder)")
     parser.add_argument("--weights", help="reuse a pretrained checkpoint (an earlier run's)")
     parser.add_argument("--verbose", action="store_true", help="print every progress line")
     args = parser.parse_args()
@@ -276,7 +296,11 @@ def main() -> int:
             print("  grid ...", flush=True)
             grid_rows = run(grid, root / "grid", args)
         halving_rows = tpe_rows = None
-        if "halving" in methods:
+        if args.halving_results:
+            from orchestrator.results import ResultsStore
+
+            halving_rows = ResultsStore(args.halving_results).read_trials().to_pylist()
+        elif "halving" in methods:
             print("  halving ...", flush=True)
             halving_rows = run(halving, root / "halving", args)
         if "tpe" in methods:

@@ -319,10 +319,11 @@ def run_stage(
     # A grid stage is one Tune run per phase (forking: a phase per length; halving: the
     # lengths in order, deciding between them); an optuna stage is one TPE study per seed
     # (--seeds N: N independent searches, each with its own sampler seed and training seed).
-    state = {"complete": True}
+    complete = True  # no trial failed
 
     def run_group(group: list[TrialJob]) -> bool:
         """Train one group as one Tune run; False when it was interrupted."""
+        nonlocal complete
         if any(job.fork_of for job in group):
             group = seed_members(group, storage, say)
         total = len(group) if stage.search == "grid" else stage.num_samples
@@ -346,11 +347,11 @@ def run_stage(
         if watch.interrupted or unfinished or short:
             outcome.interrupted = True
             return False
-        state["complete"] = state["complete"] and callback.counts().get("failed", 0) == 0
+        complete = complete and callback.counts().get("failed", 0) == 0
         return True
 
     if stage.search != "grid":
-        return all(run_group([job]) for job in todo) and state["complete"]
+        return all(run_group([job]) for job in todo) and complete
     phases = plan_forks(todo) if forking_on(options) else [todo]
     if stage.scheduler == "halving":
         marked = [job for phase in phases for job in phase]
@@ -359,8 +360,8 @@ def run_stage(
                          lambda: store.finished_rows(experiment.name), run_group, say,
                          f"[{experiment.name}/{stage.name}]",
                          done=[job for job in jobs if job.key not in keys])
-        return ran and state["complete"]
-    return all(run_group(group) for group in phases if group) and state["complete"]
+        return ran and complete
+    return all(run_group(group) for group in phases if group) and complete
 
 
 class InterruptionWatch(logging.Handler):

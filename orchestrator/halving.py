@@ -95,6 +95,8 @@ def run_levels(
     for index, level in enumerate(every):
         if kept is not None:
             level = [j for j in level if arm_of(j) in kept]
+        if not level:  # no arm went on (every one failed)
+            break
         group = [j for j in level if j.key in todo]
         if group and not run(group):
             return False
