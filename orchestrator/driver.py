@@ -310,7 +310,9 @@ def run_stage(
     say: Callable[[str], None],
 ) -> bool:
     """Run one stage; True when every one of its trials ended ok or stopped."""
-    todo = jobs_to_run(experiment, stage, jobs, store, options.resume, say, options.reuse)
+    halving = stage.scheduler == "halving"  # reuses level by level, only what it runs
+    todo = jobs_to_run(experiment, stage, jobs, store, options.resume, say,
+                       options.reuse and not halving)
     if stage.search == "grid" and not todo:
         say(f"[{experiment.name}/{stage.name}] nothing to train: all {len(jobs)} trial(s) "
             "already finished (--resume) or reused from the store")
@@ -325,7 +327,7 @@ def run_stage(
         """Train one group as one Tune run; False when it was interrupted."""
         nonlocal complete
         if any(job.fork_of for job in group):
-            group = seed_members(group, storage, say)
+            group = seed_members(group, storage, say, store.finished_rows(experiment.name))
         total = len(group) if stage.search == "grid" else stage.num_samples
         callback = SweepCallback(experiment, stage.name, store, total, say)
         tuner = build_tuner(experiment, stage, group, options, resources.trial_driver,
@@ -353,11 +355,17 @@ def run_stage(
     if stage.search != "grid":
         return all(run_group([job]) for job in todo) and complete
     phases = plan_forks(todo) if forking_on(options) else [todo]
-    if stage.scheduler == "halving":
+    if halving:
+        def run_level(group: list[TrialJob]) -> bool:
+            if options.reuse:
+                rows = store.read_trials(latest_only=True).to_pylist()
+                group = reuse(group, rows, store, say)
+            return run_group(group) if group else True
+
         marked = [job for phase in phases for job in phase]
         keys = {job.key for job in todo}
         ran = run_levels(marked, experiment.metric, experiment.mode, stage.keep,
-                         lambda: store.finished_rows(experiment.name), run_group, say,
+                         lambda: store.finished_rows(experiment.name), run_level, say,
                          f"[{experiment.name}/{stage.name}]",
                          done=[job for job in jobs if job.key not in keys])
         return ran and complete

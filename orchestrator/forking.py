@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from orchestrator.planning import SweepOptions, TrialJob
 from pose_core.config import TrainConfig
@@ -101,10 +102,13 @@ def members(phases: Sequence[Sequence[TrialJob]]) -> list[TrialJob]:
     return [job for phase in phases[1:] for job in phase]
 
 
-def seed_members(members: Sequence[TrialJob], storage: str,
-                 say: Callable[[str], None]) -> list[TrialJob]:
+def seed_members(members: Sequence[TrialJob], storage: str, say: Callable[[str], None],
+                 rows: Mapping[tuple[str, str, int], Mapping[str, Any]] | None = None,
+                 ) -> list[TrialJob]:
     """Place each prefix's epoch-K copy as its members' checkpoint; a member whose prefix
-    left no copy trains from the start (unmarked)."""
+    left no copy trains from the start (unmarked). ``rows``: the stage's finished rows by
+    job key; a prefix that was reused, not trained here, has its copy (if its original was a
+    prefix with the same K) in the original's checkpoint folder, which its row names."""
     from orchestrator.storage import exists, join, read_bytes, write_bytes_atomic
 
     out = []
@@ -112,6 +116,9 @@ def seed_members(members: Sequence[TrialJob], storage: str,
         assert job.fork_of is not None
         variant = job.fork_of[0]
         source = join(storage, job.fork_source, fork_file(job.fork_epoch))
+        prefix_row = (rows or {}).get((job.stage, *job.fork_of))
+        if prefix_row and prefix_row.get("reused_from") and prefix_row.get("checkpoint_uri"):
+            source = join(str(prefix_row["checkpoint_uri"]), fork_file(job.fork_epoch))
         target = join(storage, job.checkpoint_name(), CHECKPOINT_FILE)
         tag = f"[{job.experiment}/{job.stage}] {job.variant_id} seed {job.seed}"
         if exists(target):

@@ -1,6 +1,6 @@
 """Every shipped experiment in --smoke on local Ray, then every table and figure from its rows.
 
-About 82 trials: slow, run by `make test-slow`
+About 93 trial rows (hyperparameters_halving reuses the grid's): slow, run by `make test-slow`
 (and CI). All experiments write into one results store, as a user running the whole study
 would.
 """
@@ -18,7 +18,7 @@ from orchestrator.planning import SweepOptions
 from orchestrator.results import ResultsStore
 from orchestrator.tables import render_plot, render_table
 
-# The module fixture runs ~82 trials (~5 min on 2 cores) inside the first test's setup.
+# The module fixture runs ~82 trainings (~5 min on 2 cores) inside the first test's setup.
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(1800)]
 
 

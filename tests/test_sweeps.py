@@ -7,6 +7,7 @@ small as the behaviour they check allows, and results are shared where possible.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -364,3 +365,15 @@ def test_halving_runs_the_best_arm_longer_and_the_plan_counts_it(
     assert plan.total("trained_image_epochs") == trained
     line = next(x for x in store.lines if "halving after" in x)  # type: ignore[attr-defined]
     assert "1 of 2 arm(s) go on" in line and "their 1 longer trial(s) not run" in line
+    # The plain grid in the same store trains only the cell halving dropped ...
+    grid = dataclasses.replace(experiment, name="grid_test", stages=(
+        dataclasses.replace(experiment.stages[0], scheduler="fifo"),))
+    both = rows(sweep(grid, tmp_path))
+    mine = [r for r in both if r["experiment"] == "grid_test"]
+    assert len(mine) == 4 and sum(r["reused_from"] is None for r in mine) == 1
+    # ... and halving again, with every cell in the store, reuses just the cells it picks.
+    again = dataclasses.replace(experiment, name="halving_again")
+    store = sweep(again, tmp_path)
+    picked = [r for r in rows(store) if r["experiment"] == "halving_again"]
+    assert sorted(r["variant_id"] for r in picked) == sorted(got)
+    assert all(r["reused_from"] for r in picked)
