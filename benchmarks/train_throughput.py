@@ -11,15 +11,12 @@ same seed. Example::
 from __future__ import annotations
 
 import argparse
-import contextlib
-import time
 from dataclasses import dataclass
 
 import torch
 
 from pose_core.config import ModelConfig
-from pose_core.losses import build_loss
-from pose_core.models import build_model
+from pose_core.throughput import time_training_step
 
 
 @dataclass(frozen=True)
@@ -39,49 +36,11 @@ class Result:
 
 
 def run_mode(mode: Mode, args: argparse.Namespace, device: torch.device) -> Result:
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(backbone=args.backbone, head=args.head), args.keypoints,
-                        args.input_size).to(device)  # fmt: skip
-    memory = torch.channels_last if mode.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory)  # type: ignore[call-overload]
-    step_model = torch.compile(model) if mode.compile else model
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
-    loss_fn = build_loss("mse")
-    side = args.input_size // 4
-    images = torch.randn(args.batch, 3, args.input_size, args.input_size, device=device)
-    images = images.contiguous(memory_format=memory)
-    target = torch.rand(args.batch, args.keypoints, side, side, device=device)
-    weights = torch.ones(args.batch, args.keypoints, device=device)
-
-    def step() -> torch.Tensor:
-        cast = (
-            torch.autocast(device.type, dtype=torch.bfloat16)
-            if mode.bf16
-            else contextlib.nullcontext()
-        )
-        with cast:
-            output = step_model(images)
-        output = {k: v.float() for k, v in output.items()}
-        loss = loss_fn(output, target, weights)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
-
-    for _ in range(args.warmup):
-        step()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        loss = step()
-    synchronize(device)
-    elapsed = time.perf_counter() - start
-    return Result(mode, args.batch * args.steps / elapsed, elapsed / args.steps, float(loss))
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    timing = time_training_step(
+        ModelConfig(backbone=args.backbone, head=args.head), args.keypoints, args.input_size,
+        args.batch, device, bf16=mode.bf16, channels_last=mode.channels_last,
+        compile_model=mode.compile, steps=args.steps, warmup=args.warmup)
+    return Result(mode, timing.images_per_s, timing.seconds_per_step, timing.final_loss)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

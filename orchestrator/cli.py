@@ -41,10 +41,16 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", help="results URI: a local dir or s3://bucket/prefix "
                    "(default runs/EXPERIMENT)")
     p.add_argument("--plan", action="store_true",
-                   help="print what the sweep would train (trials, image-epochs, reused "
-                   "trials, GPU-hours) and write it beside the results; trains nothing")
+                   help="print what the sweep would train (trials, image-epochs, reused and "
+                   "forked trials, device-hours) and write it beside the results; trains "
+                   "nothing")
+    p.add_argument("--calibrate", action="store_true",
+                   help="with --plan: first measure the training throughput of each "
+                   "backbone and input size on this machine's device (a GPU on a cluster "
+                   "node) and cache it for later plans")
     p.add_argument("--throughput", type=float, metavar="IMG_PER_S",
-                   help="training images per second per GPU, for --plan's GPU-hours")
+                   help="with --plan: training images per second per device for every "
+                   "trial, instead of the measured figures")
     p.add_argument("--no-reuse", action="store_true",
                    help="train every trial, even one the results store already holds a "
                    "finished trial with the same training identity for (from any experiment)")

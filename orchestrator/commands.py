@@ -74,10 +74,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     experiment = load_experiment(args.experiment)
     results = args.results or f"runs/{experiment.name}"
+    if (args.calibrate or args.throughput) and not args.plan:
+        print("posetune sweep: --calibrate and --throughput go with --plan", file=sys.stderr)
+        return 2
     if args.plan:
         from orchestrator.driver import plan_sweep
 
-        plan_sweep(experiment, sweep_options(args, results), args.throughput)
+        plan_sweep(experiment, sweep_options(args, results), args.throughput,
+                   calibrate=args.calibrate)
         return 0
     outcome = run_sweep(experiment, sweep_options(args, results))
     print_results(outcome.store, experiment.name, format_table)

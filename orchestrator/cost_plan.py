@@ -4,9 +4,10 @@ Per stage and in total: trials, image-epochs (training images x epochs, the unit
 how many trials the results store already holds with the same training identity (reused,
 not trained: :mod:`orchestrator.reuse`), how many start from another trial's identical first
 epochs (forked: :mod:`orchestrator.forking`), and GPU-hours from a throughput figure in training
-images per second. There is no default throughput yet: no GPU figure has been measured for
-this code (BENCHMARKS.md), and a CPU figure would mislead, so GPU-hours are shown only with
-``--throughput``. Sampled (TPE) stages count their epochs axis at its maximum: an upper bound.
+images per second: ``--throughput`` for every trial, or else the figures measured on this
+machine's device per backbone, head, input size and batch (``--plan --calibrate`` measures and
+caches them: :mod:`orchestrator.throughput`); hours are shown only where every trial of a
+stage has a figure. Sampled (TPE) stages count their epochs axis at its maximum: an upper bound.
 A halving stage (:mod:`orchestrator.halving`) counts the trials its rule will run at each
 length; which arms go on is known only then, so where arms differ in cost the plan counts the
 dearest ones (an upper bound, marked ``<=``).
@@ -40,6 +41,7 @@ class StagePlan:
     upper_bound: bool = False  # sampled stage: epochs at the axis maximum
     forked: int = 0
     forked_image_epochs: int = 0  # the members' shared first epochs, trained once
+    hours: float | None = None  # device-hours of the trained image-epochs, where figures exist
 
     @property
     def trained_image_epochs(self) -> int:
@@ -51,22 +53,33 @@ class SweepPlan:
     experiment: str
     scale: str
     stages: list[StagePlan] = field(default_factory=list)
-    throughput: float | None = None  # training images per second per GPU
+    throughput: float | None = None  # --throughput: images per second for every trial
+    figures: dict[str, float] = field(default_factory=dict)  # measured, by figure key
+    device: str | None = None  # where ``figures`` were measured
 
     def total(self, key: str) -> int:
         return sum(int(getattr(s, key)) for s in self.stages)
 
-    def gpu_hours(self, image_epochs: int) -> float | None:
-        return None if not self.throughput else image_epochs / self.throughput / 3600
+    def total_hours(self) -> float | None:
+        hours = [s.hours for s in self.stages]
+        return None if not hours or any(h is None for h in hours) else sum(
+            h for h in hours if h is not None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"experiment": self.experiment, "scale": self.scale,
-                "throughput": self.throughput,
+                "throughput": self.throughput, "figures": self.figures, "device": self.device,
                 "stages": [asdict(s) | {"trained_image_epochs": s.trained_image_epochs}
                            for s in self.stages],
                 "image_epochs": self.total("image_epochs"),
                 "trained_image_epochs": self.total("trained_image_epochs"),
-                "gpu_hours": self.gpu_hours(self.total("trained_image_epochs"))}
+                "hours": self.total_hours()}
+
+    def rate(self, job: TrialJob) -> float | None:
+        if self.throughput:
+            return self.throughput
+        from orchestrator.throughput import figure_key
+
+        return self.figures.get(figure_key(job))
 
 
 def train_images(job: TrialJob, sizes: dict[str, int]) -> int:
@@ -82,12 +95,15 @@ def train_images(job: TrialJob, sizes: dict[str, int]) -> int:
 def make_plan(
     experiment: Experiment, planned: dict[str, list[TrialJob]], sizes: dict[str, int],
     options: SweepOptions, catalog: dict[str, Any], throughput: float | None = None,
+    figures: dict[str, float] | None = None, device: str | None = None,
 ) -> SweepPlan:
-    """The cost of ``planned`` (jobs from the preflight; ``sizes``: instances per dataset)."""
+    """The cost of ``planned`` (jobs from the preflight; ``sizes``: instances per dataset;
+    ``figures``: measured training images/s by figure key, on ``device``)."""
     store = ResultsStore(options.results)
     rows = store.read_trials(latest_only=True).to_pylist() if options.reuse else []
     done = finished_by_digest(rows)
-    plan = SweepPlan(experiment.name, options.scale_of.name, throughput=throughput)
+    plan = SweepPlan(experiment.name, options.scale_of.name, throughput=throughput,
+                     figures=dict(figures or {}), device=device)
     for name, jobs in planned.items():
         stage = experiment.stage(name)
         if stage.search == "optuna":
@@ -95,7 +111,9 @@ def make_plan(
             epochs = axis.high if isinstance(axis, IntRange) else jobs[0].config.train.epochs
             per_trial = train_images(jobs[0], sizes) * epochs
             count = stage.num_samples * len(jobs)
-            plan.stages.append(StagePlan(name, count, per_trial * count, upper_bound=True))
+            rate = plan.rate(jobs[0])
+            plan.stages.append(StagePlan(name, count, per_trial * count, upper_bound=True,
+                                         hours=per_trial * count / rate / 3600 if rate else None))
             continue
         if stage.scheduler == "halving":
             jobs, bound = halving_jobs(jobs, stage.keep, sizes)
@@ -109,10 +127,17 @@ def make_plan(
                 entry.reused_image_epochs += work
             else:
                 todo.append(job)
+        inherited = {}
         if forking_on(options):
             for member in members(plan_forks(todo)):
                 entry.forked += 1
-                entry.forked_image_epochs += train_images(member, sizes) * member.fork_epoch
+                inherited[member.key] = train_images(member, sizes) * member.fork_epoch
+                entry.forked_image_epochs += inherited[member.key]
+        rates = [plan.rate(job) for job in todo]
+        if all(rates):
+            entry.hours = sum(
+                (train_images(job, sizes) * job.config.train.epochs - inherited.get(job.key, 0))
+                / float(rate or 1) / 3600 for job, rate in zip(todo, rates, strict=True))
         plan.stages.append(entry)
     return plan
 
@@ -147,15 +172,24 @@ def render(plan: SweepPlan) -> str:
 
     rows = [[s.stage, s.trials, s.reused, s.forked,
              f"{'<=' if s.upper_bound else ''}{s.image_epochs:,}",
-             f"{s.trained_image_epochs:,}", hours(plan.gpu_hours(s.trained_image_epochs))]
+             f"{s.trained_image_epochs:,}", hours(s.hours)]
             for s in plan.stages]
     rows.append(["total", plan.total("trials"), plan.total("reused"), plan.total("forked"),
                  f"{plan.total('image_epochs'):,}", f"{plan.total('trained_image_epochs'):,}",
-                 hours(plan.gpu_hours(plan.total("trained_image_epochs")))])
+                 hours(plan.total_hours())])
     table = tabulate(rows, headers=["stage", "trials", "reused", "forked", "image-epochs",
-                                    "to train", "GPU-hours"], disable_numparse=True)
-    note = (f"GPU-hours at {plan.throughput:g} training images/s per GPU" if plan.throughput
-            else "GPU-hours: pass --throughput IMG_PER_S (no GPU figure measured yet)")
+                                    "to train", "hours"], disable_numparse=True)
+    if plan.throughput:
+        note = f"hours at {plan.throughput:g} training images/s per device (--throughput)"
+    elif plan.figures:
+        measured = "; ".join(f"{k} {v:.1f} img/s" for k, v in sorted(plan.figures.items()))
+        note = (f"hours at the training throughput measured on {plan.device} (model step "
+                f"only; cached by --calibrate): {measured}")
+        if plan.total_hours() is None:
+            note += ". A stage shows n/a where a trial's figure is missing: --calibrate again"
+    else:
+        note = ("hours: pass --calibrate (measures each backbone and input size on this "
+                "machine's device, a GPU on a cluster node) or --throughput IMG_PER_S")
     return f"plan for {plan.experiment} at scale {plan.scale}\n{table}\n{note}\n"
 
 

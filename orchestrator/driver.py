@@ -48,6 +48,7 @@ from orchestrator.results import ResultsStore, finished_rows
 from orchestrator.reuse import reuse
 from orchestrator.storage import join
 from orchestrator.store_lock import store_lock
+from orchestrator.throughput import device_name, throughputs
 from orchestrator.tuning import build_tuner
 
 log = logging.getLogger(__name__)
@@ -209,8 +210,9 @@ def run_sweep(
     store = ResultsStore(options.results)
     with store_lock(store.uri):
         # The plan, as --plan prints it, beside the results: what was to be trained.
-        write_plan(make_plan(experiment, planned, sizes, options, catalog.to_dict()),
-                   options.results)
+        jobs = [job for stage_jobs in planned.values() for job in stage_jobs]
+        write_plan(make_plan(experiment, planned, sizes, options, catalog.to_dict(), None,
+                             throughputs(jobs), device_name()), options.results)
         init_ray(options)
         resources = plan_resources(options)
         say(f"resources per trial: {resources.workers} worker(s) x {resources.per_worker}"
@@ -241,14 +243,21 @@ def run_sweep(
 
 def plan_sweep(
     experiment: Experiment, options: SweepOptions, throughput: float | None = None,
-    say: Callable[[str], None] = say_now,
+    say: Callable[[str], None] = say_now, calibrate: bool = False,
 ) -> SweepPlan:
     """``--plan``: the preflight and the cost of every stage, written beside the results;
-    nothing is trained and no Ray cluster starts."""
+    nothing is trained and no Ray cluster starts. ``calibrate``: measure the training
+    throughput of every backbone and input size first (orchestrator.throughput)."""
+    from orchestrator.throughput import calibrate as measure
+
     options = dataclasses.replace(options, results=absolute(options.results))
     sizes: dict[str, int] = {}
     planned, catalog = preflight(experiment, options, say, sizes)
-    plan = make_plan(experiment, planned, sizes, options, catalog.to_dict(), throughput)
+    jobs = [job for stage_jobs in planned.values() for job in stage_jobs]
+    if calibrate and not throughput:
+        measure(jobs, say)
+    plan = make_plan(experiment, planned, sizes, options, catalog.to_dict(), throughput,
+                     throughputs(jobs), device_name())
     say(render(plan).rstrip())
     say(f"plan written to {write_plan(plan, options.results)}")
     return plan

@@ -16,6 +16,9 @@ SHARED_DATA = REPO.parent / "shared" / "data" / "real"
 os.environ.setdefault(
     "POSETUNE_DATA", str(Path(os.environ.get("TMPDIR", "/tmp")) / "posetune-test-data")
 )
+# Measured throughput figures (--plan --calibrate): a per-session cache, never the user's.
+os.environ["POSETUNE_CACHE"] = str(
+    Path(os.environ.get("TMPDIR", "/tmp")) / f"posetune-test-cache-{os.getpid()}")
 # Tests never download: timm's hub weights come only from caches the tests build.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Trials' decoded-image store: on disk for the tests, not in the node's /dev/shm (RAM).
