@@ -47,8 +47,8 @@ def main() -> None:
     base = load_experiment("quickstart")
     weights = root / "hrnet_w18_small.pth"
     torch.save(timm.create_model("hrnet_w18_small", pretrained=False).state_dict(), weights)
-    imagenet = dataclasses.replace(base, smoke={"model.init": "imagenet",
-                                                "model.weights": str(weights)})
+    imagenet = dataclasses.replace(base, scales={"smoke": {"model.init": "imagenet",
+                                                           "model.weights": str(weights)}})
     options = SweepOptions(results=str(root / "res"), smoke=True)
     random_s = timed(base, options)
     named_s = timed(imagenet, options)
