@@ -73,3 +73,12 @@ def test_a_figure_for_another_device_is_not_used(cache: Path, tmp_path: Path) ->
 def test_calibrate_and_throughput_need_plan(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sweep", "quickstart", "--calibrate"]) == 2
     assert "--calibrate and --throughput go with --plan" in capsys.readouterr().err
+
+
+def test_an_unreadable_cache_is_ignored_and_replaced(cache: Path, tmp_path: Path) -> None:
+    cache.parent.mkdir(parents=True)
+    cache.write_text("{not json")
+    options = SweepOptions(results=str(tmp_path), smoke=True)
+    assert plan_sweep(EXPERIMENT, options, say=lambda line: None).figures == {}
+    plan = plan_sweep(EXPERIMENT, options, say=lambda line: None, calibrate=True)
+    assert plan.total_hours() is not None and device_name() in json.loads(cache.read_text())
