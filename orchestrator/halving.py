@@ -37,18 +37,26 @@ def levels(jobs: Sequence[TrialJob]) -> list[list[TrialJob]]:
 
 
 def score(rows: Sequence[Mapping[str, Any]], metric: str) -> float | None:
-    values = [float(r[metric]) for r in rows
-              if r.get("status") in ("ok", "stopped") and r.get(metric) is not None]
-    return statistics.mean(values) if values else None
+    found = values(rows, metric)
+    return statistics.mean(found) if found else None
+
+
+def values(rows: Sequence[Mapping[str, Any]], metric: str) -> list[float]:
+    return [float(r[metric]) for r in rows
+            if r.get("status") in ("ok", "stopped") and r.get(metric) is not None]
+
+
+def standard_error(found: list[float]) -> float | None:
+    return statistics.stdev(found) / len(found) ** 0.5 if len(found) > 1 else None
 
 
 def choose(
     level: Sequence[TrialJob], rows: Mapping[tuple[str, str, int], Mapping[str, Any]],
     metric: str, mode: str, keep: float,
-) -> tuple[list[str], list[tuple[str, float | None]]]:
-    """(the arms that go on, every arm of ``level`` with its score, best first). ``rows``:
-    the stage's finished rows by job key. An arm without a score (its trials failed) ranks
-    last; ties keep the grid's order."""
+) -> tuple[list[str], list[tuple[str, float | None]], str]:
+    """(the arms that go on, every arm of ``level`` with its score, best first, and a warning
+    when the cut is within noise, else ""). ``rows``: the stage's finished rows by job key.
+    An arm without a score (its trials failed) ranks last; ties keep the grid's order."""
     by_arm: dict[str, list[Mapping[str, Any]]] = {}
     for job in level:
         row = rows.get(job.key)
@@ -58,8 +66,20 @@ def choose(
     ranked_ok = sorted([(a, s) for a, s in scored if s is not None],
                        key=lambda item: sign * item[1], reverse=True)  # stable: ties in order
     ranked: list[tuple[str, float | None]] = [*ranked_ok, *((a, s) for a, s in scored if s is None)]
-    kept = [arm for arm, _ in ranked_ok[:kept_count(len(by_arm), keep)]]
-    return kept, ranked
+    count = kept_count(len(by_arm), keep)
+    kept = [arm for arm, _ in ranked_ok[:count]]
+    warning = ""
+    if 0 < count < len(ranked_ok):  # the last arm kept against the first one dropped
+        (last, a), (first, b) = ranked_ok[count - 1], ranked_ok[count]
+        errors = [standard_error(values(by_arm[arm], metric)) for arm in (last, first)]
+        if all(e is None for e in errors):
+            warning = (f" (one seed: no noise estimate for the cut, {last} {a:.3f} against "
+                       f"{first} {b:.3f}; more seeds make halving surer)")
+        elif abs(a - b) < (sum((e or 0.0) ** 2 for e in errors)) ** 0.5:
+            warning = (f" (the cut is within noise: {last} {a:.3f} against {first} {b:.3f} "
+                       "differ by less than their standard error over the seeds; more seeds, "
+                       "or longer shortest runs, make halving surer)")
+    return kept, ranked, warning
 
 
 def describe(
@@ -101,9 +121,10 @@ def run_levels(
         if group and not run(group):
             return False
         if index + 1 < len(every):
-            chosen, ranked = choose(level, rows_now(), metric, mode, keep)
+            chosen, ranked, warning = choose(level, rows_now(), metric, mode, keep)
             following = sum(1 for later in every[index + 1:] for j in later
                             if arm_of(j) not in chosen and (kept is None or arm_of(j) in kept))
-            say(describe(tag, level[0].config.train.epochs, chosen, ranked, metric, following))
+            say(describe(tag, level[0].config.train.epochs, chosen, ranked, metric, following)
+                + warning)
             kept = set(chosen)
     return True

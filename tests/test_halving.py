@@ -57,19 +57,34 @@ def test_choose_ranks_arms_by_the_mean_over_seeds() -> None:
     scores[(arms[0], 0)], scores[(arms[0], 1)] = 0.9, 0.0
     scores[(arms[5], 0)], scores[(arms[5], 1)] = 0.46, 0.46
     scores[(arms[4], 0)] = None  # a failed trial: its arm has only seed 1
-    kept, ranked = choose(level, rows_for(level, scores), "AP", "max", 0.5)
+    kept, ranked, warning = choose(level, rows_for(level, scores), "AP", "max", 0.5)
+    assert warning == ""  # 0.4 (one seed) against 0.3 (two equal seeds): clear
     assert kept == [arms[5], arms[0], arms[4]]  # 0.46, 0.45, 0.4 (seed 1 only)
     assert [a for a, _ in ranked][:3] == kept
     # Lower is better for a minimised metric; an arm with no result at all ranks last.
     scores = {(arm, 0): float(i) for i, arm in enumerate(arms)}
     scores[(arms[0], 0)] = None
     level = levels(hyper_jobs())[0]
-    kept, ranked = choose(level, rows_for(level, scores), "AP", "min", 1 / 3)
+    kept, ranked, warning = choose(level, rows_for(level, scores), "AP", "min", 1 / 3)
+    assert warning.startswith(" (one seed: no noise estimate for the cut")
     assert kept == [arms[1], arms[2]] and ranked[-1] == (arms[0], None)
     # Ties keep the grid's order.
     tied = {(arm, 0): 0.2 for arm in arms}
-    kept, _ = choose(level, rows_for(level, tied), "AP", "max", 0.5)
+    kept, _, _ = choose(level, rows_for(level, tied), "AP", "max", 0.5)
     assert kept == [arm_of(j) for j in level][:3]
+
+
+def test_a_cut_within_the_seeds_noise_is_said() -> None:
+    level = levels(hyper_jobs(seeds=2))[0]
+    arms = [arm_of(j) for j in level if j.seed == 0]
+    pairs = [(0.9, 0.9), (0.8, 0.8), (0.30, 0.40), (0.34, 0.34), (0.1, 0.1), (0.1, 0.1)]
+    scores = {(arm, seed): pair[seed] for arm, pair in zip(arms, pairs, strict=True)
+              for seed in (0, 1)}
+    kept, _, warning = choose(level, rows_for(level, scores), "AP", "max", 0.5)
+    assert kept == arms[:3]  # 0.35 against 0.34: kept, but a standard error of 0.05 apart
+    assert "the cut is within noise" in warning and f"{arms[2]} 0.350" in warning
+    scores[(arms[3], 0)] = scores[(arms[3], 1)] = 0.1
+    assert choose(level, rows_for(level, scores), "AP", "max", 0.5)[2] == ""
 
 
 def test_run_levels_runs_only_the_kept_arms_longer_trials() -> None:
