@@ -75,10 +75,10 @@ def choose(
         if all(e is None for e in errors):
             warning = (f" (one seed: no noise estimate for the cut, {last} {a:.3f} against "
                        f"{first} {b:.3f}; more seeds make halving surer)")
-        elif abs(a - b) < (sum((e or 0.0) ** 2 for e in errors)) ** 0.5:
+        elif abs(a - b) <= (sum((e or 0.0) ** 2 for e in errors)) ** 0.5:
             warning = (f" (the cut is within noise: {last} {a:.3f} against {first} {b:.3f} "
-                       "differ by less than their standard error over the seeds; more seeds, "
-                       "or longer shortest runs, make halving surer)")
+                       "differ by no more than their standard error over the seeds; more "
+                       "seeds, or longer shortest runs, make halving surer)")
     return kept, ranked, warning
 
 
