@@ -63,7 +63,7 @@ OWN_DATA = (
 )
 GENERATED_DATA = ('"data.base_count": 120,', '"data.max_test": 60,')
 # --smoke caps the test set at 24 images; a labelled test set is often smaller: score it whole.
-OWN_SMOKE = '\n    smoke={"data.max_test": None},  # --smoke: still the whole (small) test set'
+OWN_SMOKE = '\n    scales={"smoke": {"data.max_test": None}},  # --smoke: still the whole (small) test set'
 
 
 def starter_text(path: str | Path, data: str | None = None) -> str:

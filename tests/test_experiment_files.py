@@ -32,6 +32,11 @@ def test_new_writes_a_starter_that_loads_and_expands(
     assert sorted(s.variant_id for s in specs) == ["lr=0.0005", "lr=0.002"]
     assert main(["new", "my_study.py"]) == 2  # never overwrites silently
     assert "--force" in capsys.readouterr().err
+    # With --data the starter trains on the user's catalog entry and keeps its whole test set
+    # at --smoke (a per-scale change).
+    assert main(["new", "mouse_study.py", "--data", "mouse"]) == 0
+    mouse = load_experiment("mouse_study.py")
+    assert mouse.scale_changes("smoke") == {"data.max_test": None}
 
 
 def test_file_and_module_attribute_forms(tmp_path: Path) -> None:
