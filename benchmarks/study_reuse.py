@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.cost_plan import halving_jobs, make_plan, train_images  # noqa: E402
+from orchestrator.cost_plan import halving_jobs, image_epochs, make_plan, train_images  # noqa: E402
 from orchestrator.forking import members, plan_forks  # noqa: E402
 from orchestrator.planning import SweepOptions, plan  # noqa: E402
 from orchestrator.preflight import preflight  # noqa: E402
@@ -81,7 +81,7 @@ def main() -> None:
                     if job.sampled:
                         continue
                     job = dataclasses.replace(job, catalog=catalog_dict)
-                    work = train_images(job, sizes) * job.config.train.epochs
+                    work = image_epochs(job, sizes)
                     if job.digest in seen:
                         theirs += work
                     else:

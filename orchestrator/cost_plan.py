@@ -82,6 +82,11 @@ class SweepPlan:
         return self.figures.get(figure_key(job))
 
 
+def image_epochs(job: TrialJob, sizes: dict[str, int]) -> int:
+    """The whole training of ``job``: training instances x its epochs."""
+    return train_images(job, sizes) * job.config.train.epochs
+
+
 def train_images(job: TrialJob, sizes: dict[str, int]) -> int:
     """Instances one epoch trains on: the base set (or ``base_count`` of it) + the draws."""
     data = job.config.data
@@ -95,15 +100,17 @@ def train_images(job: TrialJob, sizes: dict[str, int]) -> int:
 def make_plan(
     experiment: Experiment, planned: dict[str, list[TrialJob]], sizes: dict[str, int],
     options: SweepOptions, catalog: dict[str, Any], throughput: float | None = None,
-    figures: dict[str, float] | None = None, device: str | None = None,
 ) -> SweepPlan:
-    """The cost of ``planned`` (jobs from the preflight; ``sizes``: instances per dataset;
-    ``figures``: measured training images/s by figure key, on ``device``)."""
+    """The cost of ``planned`` (jobs from the preflight; ``sizes``: instances per dataset),
+    with the training throughput figures this machine's device has cached."""
+    from orchestrator.throughput import device_name, throughputs
+
     store = ResultsStore(options.results)
     rows = store.read_trials(latest_only=True).to_pylist() if options.reuse else []
     done = finished_by_digest(rows)
+    every = [job for jobs in planned.values() for job in jobs]
     plan = SweepPlan(experiment.name, options.scale_of.name, throughput=throughput,
-                     figures=dict(figures or {}), device=device)
+                     figures=throughputs(every), device=device_name())
     for name, jobs in planned.items():
         stage = experiment.stage(name)
         if stage.search == "optuna":
@@ -120,7 +127,7 @@ def make_plan(
         entry = StagePlan(name, len(jobs), 0, upper_bound=stage.scheduler == "halving" and bound)
         todo = []
         for job in jobs:
-            work = train_images(job, sizes) * job.config.train.epochs
+            work = image_epochs(job, sizes)
             entry.image_epochs += work
             if dataclasses.replace(job, catalog=catalog).digest in done:
                 entry.reused += 1
@@ -136,8 +143,7 @@ def make_plan(
         rates = [plan.rate(job) for job in todo]
         if all(rates):
             entry.hours = sum(
-                (train_images(job, sizes) * job.config.train.epochs - inherited.get(job.key, 0))
-                / float(rate or 1) / 3600 for job, rate in zip(todo, rates, strict=True))
+                (image_epochs(job, sizes) - inherited.get(job.key, 0)) / float(rate or 1) / 3600 for job, rate in zip(todo, rates, strict=True))
         plan.stages.append(entry)
     return plan
 
@@ -154,8 +160,7 @@ def halving_jobs(jobs: list[TrialJob], keep: float,
         work: dict[str, int] = {}
         for job in level:
             if arms is None or arm_of(job) in arms:
-                work[arm_of(job)] = work.get(arm_of(job), 0) + \
-                    train_images(job, sizes) * job.config.train.epochs
+                work[arm_of(job)] = work.get(arm_of(job), 0) + image_epochs(job, sizes)
         if arms is not None:
             ranked = sorted(work, key=lambda arm: work[arm], reverse=True)  # stable
             arms = ranked[:kept_count(len(arms), keep)]

@@ -48,7 +48,6 @@ from orchestrator.results import ResultsStore, finished_rows
 from orchestrator.reuse import reuse
 from orchestrator.storage import join
 from orchestrator.store_lock import store_lock
-from orchestrator.throughput import device_name, throughputs
 from orchestrator.tuning import build_tuner
 
 log = logging.getLogger(__name__)
@@ -210,9 +209,8 @@ def run_sweep(
     store = ResultsStore(options.results)
     with store_lock(store.uri):
         # The plan, as --plan prints it, beside the results: what was to be trained.
-        jobs = [job for stage_jobs in planned.values() for job in stage_jobs]
-        write_plan(make_plan(experiment, planned, sizes, options, catalog.to_dict(), None,
-                             throughputs(jobs), device_name()), options.results)
+        write_plan(make_plan(experiment, planned, sizes, options, catalog.to_dict()),
+                   options.results)
         init_ray(options)
         resources = plan_resources(options)
         say(f"resources per trial: {resources.workers} worker(s) x {resources.per_worker}"
@@ -253,11 +251,9 @@ def plan_sweep(
     options = dataclasses.replace(options, results=absolute(options.results))
     sizes: dict[str, int] = {}
     planned, catalog = preflight(experiment, options, say, sizes)
-    jobs = [job for stage_jobs in planned.values() for job in stage_jobs]
     if calibrate and not throughput:
-        measure(jobs, say)
-    plan = make_plan(experiment, planned, sizes, options, catalog.to_dict(), throughput,
-                     throughputs(jobs), device_name())
+        measure([job for stage_jobs in planned.values() for job in stage_jobs], say)
+    plan = make_plan(experiment, planned, sizes, options, catalog.to_dict(), throughput)
     say(render(plan).rstrip())
     say(f"plan written to {write_plan(plan, options.results)}")
     return plan
