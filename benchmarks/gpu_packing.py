@@ -34,8 +34,8 @@ def trial(job: dict[str, Any]) -> float:
     import torch
 
     from pose_core.config import TrialConfig, with_values
+    from pose_core.loop import fit
     from pose_core.readers import read_coco
-    from pose_core.trainer import fit
 
     started = time.perf_counter()
     torch.set_num_threads(job["threads"])

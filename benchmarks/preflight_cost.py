@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def timed(experiment: object, options: object, repeats: int = 3) -> float:
-    from orchestrator.preflight import preflight
+    from orchestrator.plan.preflight import preflight
 
     preflight(experiment, options, lambda line: None)  # type: ignore[arg-type]  # warm-up
     best = float("inf")
@@ -41,7 +41,7 @@ def main() -> None:
     import timm
     import torch
 
-    from orchestrator.planning import SweepOptions
+    from orchestrator.study.trials import SweepOptions
     from search_spaces import load_experiment
 
     base = load_experiment("quickstart")

@@ -2,7 +2,7 @@
 naive (each trained) against study-wide reuse (each training identity once) and exact
 schedule forking on top (grid trials differing only in epochs train their shared first
 epochs once), from the same planning and preflight a sweep runs (job digests: config, drawn
-subsets, weights, code; forks: orchestrator.forking).
+subsets, weights, code; forks: orchestrator.plan.forking).
 
     .venv/bin/python benchmarks/study_reuse.py --scale mini --seeds 3 --redraw-subsets
     .venv/bin/python benchmarks/study_reuse.py --scale full --catalog-sizes   # a fixed catalog
@@ -31,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.cost_plan import halving_jobs, image_epochs, make_plan, train_images  # noqa: E402
-from orchestrator.forking import members, plan_forks  # noqa: E402
-from orchestrator.planning import SweepOptions, plan  # noqa: E402
-from orchestrator.preflight import preflight  # noqa: E402
+from orchestrator.plan.cost import halving_jobs, image_epochs, make_plan, train_images  # noqa: E402
+from orchestrator.plan.forking import members, plan_forks  # noqa: E402
+from orchestrator.plan.preflight import preflight  # noqa: E402
+from orchestrator.study.trials import SweepOptions, plan  # noqa: E402
 from search_spaces import load_experiment, names  # noqa: E402
 
 

@@ -7,14 +7,14 @@ lengths in order, the best half of the lr arms going on to each longer one) and 
 seeds each, at CPU scale, through the real orchestrator on local Ray, and compares:
 
 - cost: the training epochs each spent, against the naive grid's (the sum of ``epochs_run``
-  over its trials): the grid with exact schedule forking (``orchestrator.forking``: a forked
+  over its trials): the grid with exact schedule forking (``orchestrator.plan.forking``: a forked
   trial trains only the epochs after its fork point), halving (with forking) and TPE+ASHA;
 - quality: the best AP each found; a method "finds the grid's best" when its best is within
   ``--tolerance`` (0.01) AP of the grid's best.
 
 Halving decides on the mean over the seeds of one sweep (what ``posetune sweep
 hyperparameters_halving --seeds 3`` does), so it is compared with the grid's best mean; and,
-as independent replicates, its rule (``orchestrator.halving.run_levels``) is also replayed on
+as independent replicates, its rule (``orchestrator.plan.halving.run_levels``) is also replayed on
 each seed's grid rows alone (the rows a halving run trains are the grid's rows: forking is
 exact), which gives a cost and an answer per seed. TPE searches once per seed.
 
@@ -47,8 +47,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.experiment import Axis, Experiment, Grid, IntRange, Stage  # noqa: E402
-from orchestrator.planning import SweepOptions  # noqa: E402
+from orchestrator.study.experiment import Axis, Experiment, Grid, IntRange, Stage  # noqa: E402
+from orchestrator.study.trials import SweepOptions  # noqa: E402
 from pose_core.config import TrialConfig, with_values  # noqa: E402
 from search_spaces import load_experiment  # noqa: E402
 
@@ -109,7 +109,7 @@ def cpu_scale(experiment: Experiment, args: argparse.Namespace, weights: str) ->
 
 def run(experiment: Experiment, results: Path, args: argparse.Namespace,
         seeds: int | None = None) -> list[dict[str, Any]]:
-    from orchestrator.driver import run_sweep
+    from orchestrator.run.driver import run_sweep
 
     def say(line: str) -> None:
         if args.verbose or "finished:" in line:
@@ -158,9 +158,9 @@ def replay(experiment: Experiment, grid_rows: list[dict[str, Any]],
     """The grid rows halving's rule would have run had a sweep's seeds been the grid's seeds
     ``group`` (deciding on their mean, as the sweep does). Forking is exact, so these are the
     rows such a sweep trains."""
-    from orchestrator.forking import plan_forks
-    from orchestrator.halving import run_levels
-    from orchestrator.planning import plan
+    from orchestrator.plan.forking import plan_forks
+    from orchestrator.plan.halving import run_levels
+    from orchestrator.study.trials import plan
 
     jobs = plan(experiment, SweepOptions(results="unused", seeds=len(group)))["main"]
     by_key = {(r["variant_id"], r["seed"]): r for r in grid_rows}
@@ -288,7 +288,7 @@ def main() -> int:
               f"{args.seeds} seed(s); {args.size} px, {args.images} base + {args.synthetic} "
               "synthetic images", flush=True)
         if args.grid_results:  # the grid does not depend on the search settings: reuse it
-            from orchestrator.results import ResultsStore
+            from orchestrator.store.results import ResultsStore
 
             grid_rows = ResultsStore(args.grid_results).read_trials().to_pylist()
             print(f"  grid: {len(grid_rows)} rows from {args.grid_results}", flush=True)
@@ -297,7 +297,7 @@ def main() -> int:
             grid_rows = run(grid, root / "grid", args)
         halving_rows = tpe_rows = None
         if args.halving_results:
-            from orchestrator.results import ResultsStore
+            from orchestrator.store.results import ResultsStore
 
             halving_rows = ResultsStore(args.halving_results).read_trials().to_pylist()
         elif "halving" in methods:

@@ -35,9 +35,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.experiment import Experiment, Grid, Stage  # noqa: E402
-from orchestrator.planning import SweepOptions  # noqa: E402
-from orchestrator.worker import EMULATE_GPU_ENV  # noqa: E402
+from orchestrator.run.worker import EMULATE_GPU_ENV  # noqa: E402
+from orchestrator.study.experiment import Experiment, Grid, Stage  # noqa: E402
+from orchestrator.study.trials import SweepOptions  # noqa: E402
 from pose_core.config import TrialConfig, with_values  # noqa: E402
 
 
@@ -65,7 +65,7 @@ def cpu_seconds() -> float:
 
 def run(exp: Experiment, root: Path, **options: Any) -> dict[str, Any]:
     """Run one sweep; its rows, wall time and the driver's CPU time while it ran."""
-    from orchestrator.driver import run_sweep
+    from orchestrator.run.driver import run_sweep
 
     results = root / f"{exp.name}-{len(list(root.iterdir()))}"
     cpu, wall = cpu_seconds(), time.perf_counter()

@@ -2,7 +2,7 @@
 
 Nothing here prints, reports or knows about Ray: functions return values and accept an
 optional ``on_step`` callback. The orchestrator's Ray worker and the single-process
-:func:`pose_core.trainer.fit` both drive these same functions.
+:func:`pose_core.loop.fit` both drive these same functions.
 
 Schedule (the study's): Adam, linear warmup over the first ``warmup_iters`` iterations from
 0.001x (MMPose's LinearLR start_factor), then x0.1 at 80% and again at 95% of the epochs;

@@ -5,8 +5,8 @@ if there is one, then trains, evaluates every ``eval.interval`` epochs and repor
 epoch with a checkpoint. Who runs it only changes the :class:`Session`:
 
 - :class:`LocalSession` (here): a plain process; checkpoints in a folder
-  (:func:`pose_core.trainer.fit`).
-- the orchestrator's Tune and Ray Train sessions (``orchestrator.worker``).
+  (:func:`fit`).
+- the orchestrator's Tune and Ray Train sessions (``orchestrator.run.worker``).
 
 The loop never imports Ray, prints or writes result rows: it calls ``session.report``.
 """
@@ -216,3 +216,25 @@ def _report(session: Session, report: dict[str, Any], trial: Trial, model: torch
                         trial.config.to_dict(), trial.skeleton.keypoints,
                         {"history": trial.history})
         session.report(report, path)
+
+
+def fit(
+    cfg: TrialConfig,
+    train: Sequence[Instance],
+    test: Sequence[Instance],
+    skeleton: Skeleton,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = True,
+    stop_after: int | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    device: torch.device | None = None,
+) -> Trial:
+    """Train ``cfg.train.epochs`` epochs in this process: the sweep's loop
+    (:func:`pose_core.loop.train_trial`) with a :class:`pose_core.loop.LocalSession`.
+
+    With ``checkpoint_dir`` a checkpoint is written after every epoch and, when ``resume``
+    is set and one exists, training continues from it exactly. ``stop_after`` ends the run
+    after that many completed epochs (used to test interruption).
+    """
+    session = LocalSession(checkpoint_dir, resume, stop_after, on_epoch, device)
+    return train_trial(cfg, train, test, skeleton, session)

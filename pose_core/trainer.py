@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -169,30 +168,6 @@ def build_trial(
     scheduler = build_scheduler(optimizer, cfg.train, iterations_per_epoch)
     loss_fn = build_loss(cfg.train.loss)
     return Trial(cfg, skeleton, model, optimizer, scheduler, loss_fn, sigmas, device, message)
-
-
-def fit(
-    cfg: TrialConfig,
-    train: Sequence[Instance],
-    test: Sequence[Instance],
-    skeleton: Skeleton,
-    checkpoint_dir: str | Path | None = None,
-    resume: bool = True,
-    stop_after: int | None = None,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-    device: torch.device | None = None,
-) -> Trial:
-    """Train ``cfg.train.epochs`` epochs in this process: the sweep's loop
-    (:func:`pose_core.loop.train_trial`) with a :class:`pose_core.loop.LocalSession`.
-
-    With ``checkpoint_dir`` a checkpoint is written after every epoch and, when ``resume``
-    is set and one exists, training continues from it exactly. ``stop_after`` ends the run
-    after that many completed epochs (used to test interruption).
-    """
-    from pose_core.loop import LocalSession, train_trial
-
-    session = LocalSession(checkpoint_dir, resume, stop_after, on_epoch, device)
-    return train_trial(cfg, train, test, skeleton, session)
 
 
 def should_evaluate(cfg: TrialConfig, completed_epochs: int) -> bool:

@@ -8,7 +8,7 @@ The study: brightness/contrast alone gave +7.8% AP, all together a further +3.2%
 augmentations the 1k mix reached 0.516 AP.
 """
 
-from orchestrator.experiment import Experiment, Grid, Stage
+from orchestrator import Experiment, Grid, Stage
 
 EXPERIMENT = Experiment(
     name="augmentations",

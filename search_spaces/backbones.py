@@ -13,7 +13,7 @@ AP.85 / PCK.05 (params):
 The baseline is the study's: 210 epochs, Adam 5e-4, 256x256, base animalpose, test lynx-test.
 """
 
-from orchestrator.experiment import Experiment, Grid, Stage
+from orchestrator import Experiment, Grid, Stage
 
 EXPERIMENT = Experiment(
     name="backbones",

@@ -10,7 +10,7 @@ The study: best was lr 1e-4 for 100 epochs, 0.464 -> 0.486 AP over the default
 (5e-4, 210); with all augmentations 0.516 -> 0.523.
 """
 
-from orchestrator.experiment import Experiment, Grid, Stage
+from orchestrator import Experiment, Grid, Stage
 
 EXPERIMENT = Experiment(
     name="hyperparameters",

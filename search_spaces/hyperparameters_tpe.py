@@ -7,7 +7,7 @@ most what the 3 x 3 grid costs. Reference point: the study's grid found lr 1e-4 
 100 epochs best (0.486 AP; 0.464 at the default 5e-4 for 210 epochs).
 """
 
-from orchestrator.experiment import Experiment, IntRange, LogUniform, Stage
+from orchestrator import Experiment, IntRange, LogUniform, Stage
 
 EXPERIMENT = Experiment(
     name="hyperparameters_tpe",

@@ -6,7 +6,7 @@ on the lynx test set. KITPose (Rao et al.) reports AP-10K val AP 76.6 against 73
 plain HRNet-w32 at 256x256; the study itself did not run it.
 """
 
-from orchestrator.experiment import Cases, Experiment, Stage
+from orchestrator import Cases, Experiment, Stage
 
 EXPERIMENT = Experiment(
     name="kitpose",

@@ -7,7 +7,7 @@ camera-trap-style test set, 20 epochs each. It mirrors the study's Tables 3 and 
 numbers only show the pipeline works, not what the study found.
 """
 
-from orchestrator.experiment import Experiment, Grid, Stage
+from orchestrator import Experiment, Grid, Stage
 from pose_core.config import TrialConfig, with_values
 
 BASELINE = with_values(TrialConfig(), {

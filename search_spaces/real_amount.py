@@ -10,7 +10,7 @@ The study's AP: from Animal-Pose 10 -> 0.626, 50 -> 0.739, 100 -> 0.769, 500 -> 
 100 -> 0.710, 1000 -> 0.837.
 """
 
-from orchestrator.experiment import Cases, Experiment, Stage
+from orchestrator import Cases, Experiment, Stage
 
 FROM_CHECKPOINT = {
     "data.base": None, "model.init": "checkpoint", "model.weights": "@match:pretrain",

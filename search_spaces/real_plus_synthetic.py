@@ -10,7 +10,7 @@ that the table compares within itself (in one results store they are reused from
 ``real_amount``, not trained again).
 """
 
-from orchestrator.experiment import Experiment, Grid, Stage
+from orchestrator import Experiment, Grid, Stage
 
 FROM_CHECKPOINT = {
     "data.base": None, "model.init": "checkpoint", "model.weights": "@match:pretrain",

@@ -8,7 +8,7 @@ The study: AP rises with the synthetic amount to a peak of 0.475 at 10k without
 augmentation; with all augmentations 1k synthetic images reach 0.516 AP and beat 10k (0.494).
 """
 
-from orchestrator.experiment import Experiment, Grid, Stage
+from orchestrator import Experiment, Grid, Stage
 
 EXPERIMENT = Experiment(
     name="synthetic_amount",

@@ -8,7 +8,7 @@ The study's AP: 10 -> 0.619, 50 -> 0.758, 100 -> 0.783, 500 -> 0.838, 1000 -> 0.
 (PCK 0.936), the best of all its recipes.
 """
 
-from orchestrator.experiment import Experiment, Grid, Stage
+from orchestrator import Experiment, Grid, Stage
 
 EXPERIMENT = Experiment(
     name="two_stage",

@@ -92,7 +92,7 @@ class SeaweedS3:
 
     @property
     def storage_options(self) -> dict[str, Any]:
-        """Keyword arguments for s3fs / ``orchestrator.storage``."""
+        """Keyword arguments for s3fs / ``orchestrator.store.storage``."""
         return {"key": self.key, "secret": self.secret, "endpoint_url": self.endpoint_url}
 
     def uri(self, *parts: str) -> str:

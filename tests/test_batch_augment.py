@@ -202,7 +202,7 @@ def test_batched_draws_are_reproducible(
 def test_fit_runs_with_the_batched_pipeline_and_cutmix(
     generated: tuple[list[Instance], Skeleton],
 ) -> None:
-    from pose_core.trainer import fit
+    from pose_core.loop import fit
 
     instances, skeleton = generated
     cfg = with_values(TrialConfig(), {

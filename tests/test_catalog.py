@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.catalog import Catalog, CatalogError, DatasetEntry, dataset_keys
+from orchestrator.data.catalog import Catalog, CatalogError, DatasetEntry, dataset_keys
 
 
 def _catalog(folder: Path, text: str) -> Path:

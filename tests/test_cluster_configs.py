@@ -275,7 +275,7 @@ def test_runtime_env_excludes_match_what_they_should(tmp_path: Path) -> None:
     kept = [
         "pose_core/records.py",
         "pose_core/data/__init__.py",
-        "orchestrator/cli.py",
+        "orchestrator/cli/parser.py",
         "search_spaces/two_stage.py",
         "pyproject.toml",
     ]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.demo_report import (
+from orchestrator.report.demo import (
     DEMO_SPREAD,
     Spread,
     duration_text,
@@ -99,15 +99,15 @@ def test_invocation_is_runnable_from_where_the_user_stands(tmp_path: Path) -> No
     assert invocation(str(program), str(program), tmp_path, python) == "posetune"
     assert invocation(str(program), None, Path("/elsewhere"), python) == str(program)
     assert invocation("posetune", None, tmp_path, python) == "./posetune"
-    assert invocation("/x/orchestrator/cli.py", None, tmp_path, python) == (
+    assert invocation("/x/orchestrator/cli/parser.py", None, tmp_path, python) == (
         "/usr/bin/python3 -m orchestrator.cli")
 
 
 def test_rows_from_a_results_store_and_the_sweep_hint(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from orchestrator.commands import print_results
-    from orchestrator.query import format_table, query
-    from orchestrator.results import ResultsStore
+    from orchestrator.cli.commands import print_results
+    from orchestrator.store.query import format_table, query
+    from orchestrator.store.results import ResultsStore
     from tests.test_results import make_trial
 
     store = ResultsStore(str(tmp_path / "results"))
@@ -128,10 +128,10 @@ def test_rows_from_a_results_store_and_the_sweep_hint(
 def test_demo_command_prints_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     """``posetune demo`` wiring, with the sweep replaced by a store of finished rows."""
-    import orchestrator.driver
+    import orchestrator.run.driver
     from orchestrator.cli import main
-    from orchestrator.driver import SweepOutcome
-    from orchestrator.results import ResultsStore
+    from orchestrator.run.driver import SweepOutcome
+    from orchestrator.store.results import ResultsStore
     from tests.test_results import make_trial
 
     def fake_sweep(experiment: Any, options: Any) -> SweepOutcome:
@@ -142,7 +142,7 @@ def test_demo_command_prints_the_report(tmp_path: Path, monkeypatch: pytest.Monk
                                           synthetic_count=synthetic, AP=0.1 + 0.1 * i))
         return SweepOutcome(store, {"ok": 4})
 
-    monkeypatch.setattr(orchestrator.driver, "run_sweep", fake_sweep)
+    monkeypatch.setattr(orchestrator.run.driver, "run_sweep", fake_sweep)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("POSETUNE_DATA", "")  # the demo sets it; restored after the test
     monkeypatch.chdir(tmp_path)

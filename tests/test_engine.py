@@ -11,8 +11,8 @@ import torch
 
 from pose_core.config import TrainConfig, TrialConfig, with_values
 from pose_core.engine import NonFiniteLossError, build_scheduler, load_checkpoint, milestones
+from pose_core.loop import fit
 from pose_core.readers import read_coco
-from pose_core.trainer import fit
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,8 +24,9 @@ def _modules() -> list[ModuleType]:
     for name in PACKAGES:
         package = importlib.import_module(name)
         modules.append(package)
-        for info in pkgutil.iter_modules(package.__path__, prefix=f"{name}."):
-            modules.append(importlib.import_module(info.name))
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{name}."):
+            if not info.name.endswith("__main__"):
+                modules.append(importlib.import_module(info.name))
     return modules
 
 

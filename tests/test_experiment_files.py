@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.experiment import expand_stage
+from orchestrator.study.experiment import expand_stage
 from search_spaces import load_experiment
 
 TWO = '''
-from orchestrator.experiment import Experiment, Grid, Stage
+from orchestrator import Experiment, Grid, Stage
 A = Experiment(name="a", description="a", stages=(Stage(axes={"train.lr": Grid(1e-3, 2e-3)}),))
 B = Experiment(name="b", description="b", stages=(Stage(),))
 '''
@@ -74,8 +74,8 @@ def test_list_path_and_sweep_errors_are_one_line(
 def test_starter_smoke_sweep_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
 
-    from orchestrator.driver import run_sweep
-    from orchestrator.planning import SweepOptions
+    from orchestrator.run.driver import run_sweep
+    from orchestrator.study.trials import SweepOptions
 
     monkeypatch.setenv("POSETUNE_DATA", str(tmp_path / "data"))
     monkeypatch.chdir(tmp_path)

@@ -1,4 +1,4 @@
-"""The generic table and axis plot of any experiment (orchestrator.experiment_table), from
+"""The generic table and axis plot of any experiment (orchestrator.report.experiment_table), from
 hand-made rows in a results store: 2 learning rates x 2 seeds, uniform and named sigmas."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from orchestrator.cli import main
-from orchestrator.experiment_table import render_axis_plot, render_experiment_table
-from orchestrator.results import ResultsStore
-from orchestrator.tables import mean_interval
+from orchestrator.report.experiment_table import render_axis_plot, render_experiment_table
+from orchestrator.report.tables import mean_interval
+from orchestrator.store.results import ResultsStore
 from pose_core.config import TrialConfig, with_values
 from pose_core.skeletons import sigma_digest
 from tests.test_tables import body_rows, csv_rows, record

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.experiment import Cases, Experiment, Stage
-from orchestrator.planning import SweepOptions
-from orchestrator.results import ResultsStore
+from orchestrator.store.results import ResultsStore
+from orchestrator.study.experiment import Cases, Experiment, Stage
+from orchestrator.study.trials import SweepOptions
 from pose_core.config import TrialConfig, with_values
 
 pytestmark = [pytest.mark.slow, pytest.mark.fault, pytest.mark.ray]
@@ -34,7 +34,7 @@ def faulty_ray(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A local cluster whose workers carry the fault hook and a planted secret in their env."""
     import ray
 
-    from orchestrator.driver import init_ray
+    from orchestrator.run.driver import init_ray
 
     marker = tmp_path_factory.mktemp("fault") / "killed-once"
     os.environ.update({
@@ -50,7 +50,7 @@ def faulty_ray(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def sweep(experiment: Experiment, results: Path, **options: Any) -> ResultsStore:
-    from orchestrator.driver import run_sweep
+    from orchestrator.run.driver import run_sweep
 
     return run_sweep(experiment, SweepOptions(results=str(results), smoke=True, **options),
                      lambda line: None).store

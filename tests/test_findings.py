@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import search_spaces
-from orchestrator.findings import FINDINGS, Arm, evaluate, render
-from orchestrator.planning import SweepOptions, plan
-from orchestrator.results import ResultsStore
+from orchestrator.report.findings import FINDINGS, Arm, evaluate, render
+from orchestrator.store.results import ResultsStore
+from orchestrator.study.trials import SweepOptions, plan
 from pose_core.config import TrialConfig, with_values
 from tests.test_tables import record
 

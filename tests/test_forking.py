@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 import search_spaces
-from orchestrator.forking import fork_epoch, fork_file, members, plan_forks, seed_members
-from orchestrator.planning import SweepOptions, plan
+from orchestrator.plan.forking import fork_epoch, fork_file, members, plan_forks, seed_members
+from orchestrator.study.trials import SweepOptions, plan
 from pose_core.config import TrainConfig, with_values
 from pose_core.loop import CHECKPOINT_FILE, train_trial
 from tests.test_loop import SMALL, CpuTuneSession, data  # noqa: F401  (data is a fixture)

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 import search_spaces
-from orchestrator.cost_plan import halving_jobs, make_plan
-from orchestrator.experiment import Experiment, Grid, Stage, halving_arms, kept_count
-from orchestrator.forking import plan_forks
-from orchestrator.halving import arm_of, choose, levels, run_levels
-from orchestrator.planning import SweepOptions, TrialJob, plan
+from orchestrator.plan.cost import halving_jobs, make_plan
+from orchestrator.plan.forking import plan_forks
+from orchestrator.plan.halving import arm_of, choose, levels, run_levels
+from orchestrator.study.experiment import Experiment, Grid, Stage, halving_arms, kept_count
+from orchestrator.study.trials import SweepOptions, TrialJob, plan
 from pose_core.config import ConfigError
 
 SIZES = {"animalpose": 4000, "lynx-synthetic": 10000, "lynx-test": 100}

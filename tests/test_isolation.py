@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.results import ResultsStore
+from orchestrator.store.results import ResultsStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = '''
-from orchestrator.experiment import Experiment, Grid, Stage
+from orchestrator.study.experiment import Experiment, Grid, Stage
 from pose_core.config import TrialConfig, with_values
 
 EXPERIMENT = Experiment(

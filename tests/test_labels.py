@@ -1,4 +1,4 @@
-"""Labels in the field's formats (orchestrator.labels): DeepLabCut CSV/H5/project,
+"""Labels in the field's formats (orchestrator.data.labels): DeepLabCut CSV/H5/project,
 multi-animal DeepLabCut, SLEAP .slp written with sleap-io's own API, each read into the same
 instances as the shared COCO conversion of the same frames; and bad input as one line."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.labels import padded_box, read_labels, to_coco
+from orchestrator.data.labels import padded_box, read_labels, to_coco
 from pose_core.readers import read_coco
 from pose_core.records import DataError, Instance
 
@@ -186,7 +186,7 @@ def test_padded_box_golden() -> None:
 
 def test_catalog_labels_entry_with_split_and_named_sigmas(shared_data: Path,
                                                          tmp_path: Path) -> None:
-    from orchestrator.catalog import Catalog, CatalogError
+    from orchestrator.data.catalog import Catalog, CatalogError
     from pose_core.skeletons import SigmaError, resolve_sigmas
 
     root = dlc_project(shared_data, tmp_path / "openfield", frames=10)

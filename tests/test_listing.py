@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.listing import listing_markdown, listing_text
+from orchestrator.cli.listing import listing_markdown, listing_text
 from search_spaces import describe_all
 
 README = Path(__file__).resolve().parents[1] / "README.md"

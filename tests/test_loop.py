@@ -11,16 +11,15 @@ from typing import Any
 import pytest
 import torch
 
-from orchestrator.catalog import Catalog, DatasetEntry
-from orchestrator.trialdata import assemble
-from orchestrator.worker import TuneSession, resolve_weights
+from orchestrator.data.catalog import Catalog, DatasetEntry
+from orchestrator.data.trialdata import assemble
+from orchestrator.run.worker import TuneSession, resolve_weights
 from pose_core import config as config_module
 from pose_core.config import TrialConfig, with_values
-from pose_core.loop import train_trial
+from pose_core.loop import fit, train_trial
 from pose_core.model_info import model_info
 from pose_core.models import build_model
 from pose_core.readers import read_coco
-from pose_core.trainer import fit
 
 SMALL = with_values(TrialConfig(), {
     "model.backbone": "hrnet_w18_small", "model.init": "random", "data.input_size": 64,

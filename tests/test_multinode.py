@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.results import ResultsStore
+from orchestrator.store.results import ResultsStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

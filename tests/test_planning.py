@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import search_spaces
-from orchestrator.experiment import Cases, Experiment, Grid, LogUniform, Stage
-from orchestrator.planning import SweepOptions, build_job, plan
-from orchestrator.scale import SCALES, get_scale
+from orchestrator.study.experiment import Cases, Experiment, Grid, LogUniform, Stage
+from orchestrator.study.scale import SCALES, get_scale
+from orchestrator.study.trials import SweepOptions, build_job, plan
 from pose_core.config import ConfigError, TrialConfig, with_values
 
 BASE = with_values(TrialConfig(), {"model.init": "random", "train.lr": 2e-3})
@@ -116,8 +116,8 @@ def test_job_pickles_whole_and_its_digest_tracks_config_and_data(tmp_path: Path)
 
 
 def test_missing_weights_file_fails_the_preflight_in_one_line(tmp_path: Path) -> None:
-    from orchestrator.preflight import preflight
-    from orchestrator.weights import WeightsError
+    from orchestrator.data.weights import WeightsError
+    from orchestrator.plan.preflight import preflight
 
     exp = Experiment(name="w", description="x", baseline=with_values(BASE, {
         "model.init": "imagenet", "model.weights": str(tmp_path / "nope.pth")}),
@@ -129,7 +129,7 @@ def test_missing_weights_file_fails_the_preflight_in_one_line(tmp_path: Path) ->
 
 
 def test_local_store_lock_refuses_a_second_sweep_with_one_line(tmp_path: Path) -> None:
-    from orchestrator.store_lock import StoreBusy, store_lock
+    from orchestrator.store.lock import StoreBusy, store_lock
 
     with store_lock(str(tmp_path)):
         with pytest.raises(StoreBusy) as busy:
@@ -167,7 +167,7 @@ def test_every_identity_field_changes_the_digest(monkeypatch: pytest.MonkeyPatch
     the trial reads, to its backbone's weights entry or to the training code is a new
     training."""
 
-    from orchestrator import planning
+    from orchestrator.study import trials as planning
 
     exp = experiment()
     base = build_job(exp, exp.stages[0], {}, 0)

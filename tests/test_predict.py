@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.predict import run_predict
+from orchestrator.infer.predict import run_predict
 from pose_core.config import TrialConfig, with_values
 from pose_core.engine import save_checkpoint
 from pose_core.models import build_model

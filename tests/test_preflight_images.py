@@ -12,10 +12,10 @@ from typing import Any
 import cv2
 import pytest
 
-from orchestrator.experiment import Experiment, Stage
-from orchestrator.planning import RunSettings, SweepOptions, with_run
-from orchestrator.preflight import preflight
-from orchestrator.worker import TuneSession, run_job
+from orchestrator.plan.preflight import preflight
+from orchestrator.run.worker import TuneSession, run_job
+from orchestrator.study.experiment import Experiment, Stage
+from orchestrator.study.trials import RunSettings, SweepOptions, with_run
 from pose_core.config import TrialConfig, with_values
 from pose_core.records import DataError
 

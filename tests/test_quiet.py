@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.quiet import local_ray_settings
+from orchestrator.run.ray_settings import local_ray_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # Ray imported first (the worst case: its config is already loaded), then posetune's settings,
-# then the local start as orchestrator.driver.init_ray makes it.
+# then the local start as orchestrator.run.driver.init_ray makes it.
 SCRIPT = """
 import logging, os, ray
-from orchestrator.quiet import apply_local_ray_settings
+from orchestrator.run.ray_settings import apply_local_ray_settings
 assert apply_local_ray_settings(None) == {"RAY_AUTH_MODE": "token"}
 ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False,
          logging_level=logging.WARNING)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from orchestrator.planning import RunSettings, TrialJob
-from orchestrator.records import TrialOutcome, epoch_records, redact, trial_record
+from orchestrator.store.rows import TrialOutcome, epoch_records, redact, trial_record
+from orchestrator.study.trials import RunSettings, TrialJob
 from pose_core.config import TrialConfig, with_values
 
 CFG = with_values(TrialConfig(), {"train.epochs": 3})

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from orchestrator.cli import main
-from orchestrator.report import build_report, parse_markdown_table
-from orchestrator.results import ResultsStore
-from orchestrator.schema import EpochRecord, TrialRecord
+from orchestrator.report.page import build_report, parse_markdown_table
+from orchestrator.store.results import ResultsStore
+from orchestrator.store.schema import EpochRecord, TrialRecord
 from pose_core.config import TrialConfig, with_values
 from tests.test_tables import T0, record, write_experiment
 
@@ -101,7 +101,7 @@ def test_unknown_experiment_falls_back_to_per_variant_means(
     def no_table(name: str, uri: str) -> str:
         raise ValueError(f"no table named {name!r}")
 
-    monkeypatch.setattr("orchestrator.report.render_table", no_table)
+    monkeypatch.setattr("orchestrator.report.page.render_table", no_table)
     html = build_report(store.uri, tmp_path / "fallback", pose_images=0).read_text()
     assert "Per-variant means" in html and "No study table for my-ablation" in html
     assert first_table(html).count("<tr>") == 3 and "0.305 ± " in first_table(html)  # 0.30, 0.31

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from orchestrator.report import build_report
-from orchestrator.results import ResultsStore
+from orchestrator.report.page import build_report
+from orchestrator.store.results import ResultsStore
 from tests.browser import chromium, open_page
 from tests.test_report import fill
 from tests.test_tables import write_experiment

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from orchestrator.planning import SweepOptions
-from orchestrator.report import build_report
-from orchestrator.results import ResultsStore
+from orchestrator.report.page import build_report
+from orchestrator.store.results import ResultsStore
+from orchestrator.study.trials import SweepOptions
 from search_spaces import load_experiment
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(1800)]
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(1800)]
 def test_report_of_a_smoke_sweep_has_per_keypoint_rows_and_poses(tmp_path: Path) -> None:
     import ray
 
-    from orchestrator.driver import run_sweep
+    from orchestrator.run.driver import run_sweep
 
     results = str(tmp_path / "results")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

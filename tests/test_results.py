@@ -16,10 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator import storage
-from orchestrator.query import format_table, query
-from orchestrator.results import ResultsStore
-from orchestrator.schema import EpochRecord, TrialRecord, arrow_schema
+from orchestrator.store import storage
+from orchestrator.store.query import format_table, query
+from orchestrator.store.results import ResultsStore
+from orchestrator.store.schema import EpochRecord, TrialRecord, arrow_schema
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.experiment import Experiment, Grid, Stage
-from orchestrator.planning import SweepOptions
-from orchestrator.results import ResultsStore
-from orchestrator.worker import EMULATE_GPU_ENV
+from orchestrator.run.worker import EMULATE_GPU_ENV
+from orchestrator.store.results import ResultsStore
+from orchestrator.study.experiment import Experiment, Grid, Stage
+from orchestrator.study.trials import SweepOptions
 from pose_core.config import TrialConfig, with_values
 
 pytestmark = pytest.mark.ray
@@ -43,7 +43,7 @@ def gpu_cluster() -> Any:
 
 
 def test_runner_choice_and_resources(gpu_cluster: Any) -> None:
-    from orchestrator.driver import choose_runner, plan_resources
+    from orchestrator.run.driver import choose_runner, plan_resources
 
     options = SweepOptions(results="unused")
     assert choose_runner(options) == "tune"
@@ -65,7 +65,7 @@ def test_runner_choice_and_resources(gpu_cluster: Any) -> None:
 
 
 def test_fractional_gpu_trials_run_together(gpu_cluster: Any, tmp_path: Path) -> None:
-    from orchestrator.driver import run_sweep
+    from orchestrator.run.driver import run_sweep
 
     experiment = Experiment(name="packing_test", description="test", baseline=TINY,
                             stages=(Stage(axes={"train.lr": Grid(1e-3, 2e-3)}),))

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.experiment import Experiment, Grid, Stage
-from orchestrator.planning import SweepOptions
-from orchestrator.query import query
-from orchestrator.results import ResultsStore
+from orchestrator.store.query import query
+from orchestrator.store.results import ResultsStore
+from orchestrator.study.experiment import Experiment, Grid, Stage
+from orchestrator.study.trials import SweepOptions
 from pose_core.config import TrialConfig, with_values
 
 pytestmark = [pytest.mark.s3, pytest.mark.ray]
@@ -47,8 +47,8 @@ def test_two_stage_sweep_on_s3(s3_ray: Any) -> None:
     import timm
     import torch
 
-    from orchestrator.driver import run_sweep
-    from orchestrator.storage import filesystem_for, write_bytes_atomic
+    from orchestrator.run.driver import run_sweep
+    from orchestrator.store.storage import filesystem_for, write_bytes_atomic
 
     results = s3_ray.uri("sweeps", "two_stage")
     weights = s3_ray.uri("weights", "hrnet_w18_small.pth")
@@ -85,8 +85,8 @@ def test_catalog_dataset_on_s3_is_cached_locally(s3_server: Any, shared_data: An
                                                  tmp_path: Any,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A catalog entry with s3:// annotations and images is downloaded once, then read."""
-    from orchestrator.catalog import Catalog
-    from orchestrator.storage import filesystem_for
+    from orchestrator.data.catalog import Catalog
+    from orchestrator.store.storage import filesystem_for
 
     monkeypatch.setenv("POSETUNE_S3_ENDPOINT", s3_server.endpoint_url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.key)
@@ -112,7 +112,7 @@ def test_catalog_dataset_on_s3_is_cached_locally(s3_server: Any, shared_data: An
 def test_second_sweep_into_an_s3_store_is_refused_while_the_first_holds_it(
     s3_server: Any, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from orchestrator import store_lock
+    from orchestrator.store import lock as store_lock
 
     monkeypatch.setenv("POSETUNE_S3_ENDPOINT", s3_server.endpoint_url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.key)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import search_spaces
-from orchestrator.experiment import Cases, Experiment, Grid, Stage, expand_stage, trial_count
-from orchestrator.planning import SweepOptions, plan
-from orchestrator.tables import TABLES
+from orchestrator.report.tables import TABLES
+from orchestrator.study.experiment import Cases, Experiment, Grid, Stage, expand_stage, trial_count
+from orchestrator.study.trials import SweepOptions, plan
 from pose_core.config import ConfigError
 
 # Final-stage trials before seed repeats: the rows of each table of the study.
@@ -94,8 +94,8 @@ def test_paper_values_are_on_the_axes() -> None:
 def test_tpe_search_runs_one_study_per_seed_with_rungs_on_evaluated_epochs(
     tmp_path: Path,
 ) -> None:
-    from orchestrator.scale import SCALES
-    from orchestrator.tuning import asha, tpe_sampler
+    from orchestrator.run.tuner import asha, tpe_sampler
+    from orchestrator.study.scale import SCALES
 
     experiment = search_spaces.load_experiment("hyperparameters_tpe")
     stage = experiment.final_stage

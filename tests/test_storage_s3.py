@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 import s3fs
 
-from orchestrator import storage
-from orchestrator.query import query
-from orchestrator.results import ResultsStore
+from orchestrator.store import storage
+from orchestrator.store.query import query
+from orchestrator.store.results import ResultsStore
 from tests.s3server import SeaweedS3, start_s3
 from tests.test_results import make_epoch, make_trial
 
@@ -122,7 +122,7 @@ def test_outage_spools_locally_and_flushes_when_s3_is_back(
         store.append_trial(make_trial(trial_id="t1", variant_id="v1"))
 
         server.stop()
-        with caplog.at_level(logging.WARNING, logger="orchestrator.results"):
+        with caplog.at_level(logging.WARNING, logger="orchestrator.store.results"):
             spooled = store.append_trial(make_trial(trial_id="t2", variant_id="v2"))
             store.append_epochs([make_epoch(0, trial_id="t2", variant_id="v2")])
         assert Path(spooled).is_file() and Path(spooled).is_relative_to(private_spool)

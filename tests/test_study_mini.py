@@ -16,9 +16,9 @@ from __future__ import annotations
 import pytest
 
 import search_spaces
-from orchestrator.planning import SweepOptions
-from orchestrator.results import ResultsStore
-from orchestrator.tables import render_table
+from orchestrator.report.tables import render_table
+from orchestrator.store.results import ResultsStore
+from orchestrator.study.trials import SweepOptions
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(1200)]
 
@@ -28,7 +28,7 @@ AP_FLOOR = 0.02
 def test_real_amount_at_mini_scale_has_signal(tmp_path_factory: pytest.TempPathFactory) -> None:
     import ray
 
-    from orchestrator.driver import run_sweep
+    from orchestrator.run.driver import run_sweep
 
     results = str(tmp_path_factory.mktemp("mini"))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

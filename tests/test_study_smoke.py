@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 import search_spaces
-from orchestrator.planning import SweepOptions
-from orchestrator.results import ResultsStore
-from orchestrator.tables import render_plot, render_table
+from orchestrator.report.tables import render_plot, render_table
+from orchestrator.store.results import ResultsStore
+from orchestrator.study.trials import SweepOptions
 
 # The module fixture runs ~82 trainings (~5 min on 2 cores) inside the first test's setup.
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(1800)]
@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(1800)]
 def study(tmp_path_factory: pytest.TempPathFactory) -> str:
     import ray
 
-    from orchestrator.driver import run_sweep
+    from orchestrator.run.driver import run_sweep
 
     existing = os.environ.get("POSETUNE_STUDY_RESULTS")
     if existing:

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from orchestrator.experiment import Experiment, Grid, IntRange, LogUniform, Stage
-from orchestrator.planning import SweepOptions
-from orchestrator.query import query
-from orchestrator.results import ResultsStore
+from orchestrator.store.query import query
+from orchestrator.store.results import ResultsStore
+from orchestrator.study.experiment import Experiment, Grid, IntRange, LogUniform, Stage
+from orchestrator.study.trials import SweepOptions
 from pose_core.config import TrialConfig, with_values
 
 pytestmark = pytest.mark.ray
@@ -41,7 +41,7 @@ def ray_cluster() -> Any:
 
 
 def sweep(experiment: Experiment, results: Path, **options: Any) -> ResultsStore:
-    from orchestrator.driver import run_sweep
+    from orchestrator.run.driver import run_sweep
 
     lines: list[str] = []
     outcome = run_sweep(
@@ -273,7 +273,7 @@ def test_study_wide_reuse_and_a_plan_that_matches_what_trains(ray_cluster: Any,
     """Experiment B's 10-synthetic trial is experiment A's pre-training (same config, data
     and code): B trains only its other trial, its row says reused_from, and --plan's
     image-epochs are what the rows trained."""
-    from orchestrator.driver import plan_sweep
+    from orchestrator.run.driver import plan_sweep
 
     a = Experiment(name="reuse_a", description="test", baseline=TINY,
                    stages=(Stage(name="pre", changes={"data.synthetic_count": 10}),))
@@ -307,7 +307,7 @@ def test_forked_trials_equal_unforked_ones_and_the_plan_counts_the_saving(
         ray_cluster: Any, tmp_path: Path) -> None:
     """Trials differing only in epochs (2 and 3 at smoke scale): the longer starts from the
     shorter's checkpoint after epoch 1 and ends exactly where it ends trained alone."""
-    from orchestrator.driver import plan_sweep
+    from orchestrator.run.driver import plan_sweep
 
     experiment = Experiment(name="fork_test", description="test", baseline=TINY, stages=(
         Stage(changes={"data.synthetic_count": 10}, axes={"train.epochs": Grid(120, 180)}),))
@@ -343,7 +343,7 @@ def test_halving_runs_the_best_arm_longer_and_the_plan_counts_it(
         ray_cluster: Any, tmp_path: Path) -> None:
     """Two lr arms x epochs 2 and 3 (smoke scale): both train 2 epochs, only the better arm
     trains 3 (forked after epoch 1), and --plan said so before."""
-    from orchestrator.driver import plan_sweep
+    from orchestrator.run.driver import plan_sweep
 
     experiment = Experiment(name="halving_test", description="test", baseline=TINY, stages=(
         Stage(changes={"data.synthetic_count": 10},

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from orchestrator.cost_plan import halving_jobs
-from orchestrator.planning import SweepOptions, plan
-from orchestrator.results import ResultsStore
-from orchestrator.schema import TrialRecord
-from orchestrator.tables import TABLES, mean_interval, render_plot, render_table
+from orchestrator.plan.cost import halving_jobs
+from orchestrator.report.tables import TABLES, mean_interval, render_plot, render_table
+from orchestrator.store.results import ResultsStore
+from orchestrator.store.schema import TrialRecord
+from orchestrator.study.trials import SweepOptions, plan
 from pose_core.config import TrialConfig, with_values
 from search_spaces import load_experiment
 from tests.test_search_spaces import TRIALS

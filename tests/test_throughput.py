@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.driver import plan_sweep
-from orchestrator.experiment import Experiment, Grid, Stage
-from orchestrator.planning import SweepOptions
-from orchestrator.throughput import cache_file, device_name
+from orchestrator.plan.calibration import cache_file, device_name
+from orchestrator.run.driver import plan_sweep
+from orchestrator.study.experiment import Experiment, Grid, Stage
+from orchestrator.study.trials import SweepOptions
 from pose_core.config import TrialConfig, with_values
 
 TINY = with_values(TrialConfig(), {"model.backbone": "hrnet_w18_small", "model.init": "random"})

@@ -11,13 +11,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.planning import RunSettings, TrialJob
-from orchestrator.trackers import (
-    add_log_argument,
-    parse_spec,
-    tracked_params,
-    tracker_callbacks,
-)
+from orchestrator.run.tracker_callbacks import tracker_callbacks
+from orchestrator.run.trackers import add_log_argument, parse_spec, tracked_params
+from orchestrator.study.trials import RunSettings, TrialJob
 from pose_core.config import TrialConfig, with_values
 from tests.wandb_offline import config_and_history
 

@@ -1,4 +1,4 @@
-"""ImageNet weights as users expect (orchestrator.weights, pose_core.models): a catalog file,
+"""ImageNet weights as users expect (orchestrator.data.weights, pose_core.models): a catalog file,
 else timm's pretrained weights through the hub cache, checked offline with a cache the test
 writes (HF_HUB_OFFLINE=1, so the real hub code runs and nothing is downloaded)."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from orchestrator.weights import WeightsError, check_weights_source, local_weights
+from orchestrator.data.weights import WeightsError, check_weights_source, local_weights
 from pose_core.models import TIMM_PRETRAINED, create_backbone
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,7 +22,7 @@ HUB_ID = "timm/test_resnet.r160_in1k"
 HUB_SCRIPT = '''
 import sys, torch, timm
 from safetensors.torch import save_file
-from orchestrator.weights import WeightsError, check_weights_source, local_weights
+from orchestrator.data.weights import WeightsError, check_weights_source, local_weights
 from pose_core.config import ModelConfig
 from pose_core.models import TIMM_PRETRAINED, build_model, init_weights
 
@@ -66,7 +66,7 @@ def test_hub_cache_path_offline(tmp_path: Path) -> None:
 
 
 def test_catalog_file_is_checked_and_used(tmp_path: Path) -> None:
-    from orchestrator.catalog import Catalog
+    from orchestrator.data.catalog import Catalog
 
     good = tmp_path / "test_resnet.pth"
     torch.save(create_backbone("test_resnet").state_dict(), good)

@@ -1,0 +1,1 @@
+"""After the study: a trained model applied to new images."""

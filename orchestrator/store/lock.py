@@ -1,0 +1,145 @@
+"""One sweep at a time per results store: a lock file locally, a lease object on S3.
+
+Two sweeps into the same store would plan the same trials, both train them and race on
+``--resume``. The second sweep therefore refuses at once, with one line naming the store and
+the holder (host, pid, since when), instead of waiting an unknown time.
+
+- Local store: ``RESULTS/.posetune-sweep.lock`` held with ``flock``; the kernel releases it
+  when the holding process dies, however it dies.
+- S3 store: ``RESULTS/_posetune-sweep.lease.json`` holding an owner token and an expiry. The
+  holder renews it every ``LEASE_S / 3`` seconds from a thread and deletes it at the end;
+  a lease left by a killed driver expires after ``LEASE_S`` (the refusal says when). S3 has
+  no compare-and-swap here, so after writing its lease the driver reads it back after a
+  short pause and proceeds only if its own token is there: of two sweeps starting within
+  the same instant, at most one proceeds.
+
+Readers (``posetune query``, ``table``, ``report``) take no lock: rows are immutable files.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrator.store import storage
+
+LOCK_FILE = ".posetune-sweep.lock"
+LEASE_FILE = "_posetune-sweep.lease.json"
+LEASE_S = float(os.environ.get("POSETUNE_LEASE_S", "300"))
+SETTLE_S = 1.0
+
+
+class StoreBusy(RuntimeError):
+    """Another sweep holds the results store."""
+
+    def __init__(self, store: str, holder: str) -> None:
+        self.store, self.holder = store, holder
+        super().__init__(f"results store {store} is in use by another posetune sweep "
+                         f"({holder}); wait for it to end, or use another --results")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.store, self.holder))
+
+
+def _holder() -> dict[str, str | int]:
+    return {"host": socket.gethostname(), "pid": os.getpid(),
+            "since": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def _describe(info: dict[str, Any]) -> str:
+    return f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')}"
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Hold the store for one sweep (see the module docstring)."""
+    if storage.is_local(uri):
+        with _local_lock(Path(storage.strip_scheme(uri))):
+            yield
+    else:
+        with _lease(uri):
+            yield
+
+
+@contextmanager
+def _local_lock(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            try:
+                info = json.loads(handle.read() or "{}")
+            except ValueError:
+                info = {}
+            raise StoreBusy(str(folder), _describe(info)) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(_holder()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _lease(uri: str) -> Iterator[None]:
+    path = storage.join(uri, LEASE_FILE)
+    token = uuid.uuid4().hex
+    current = _read_lease(path)
+    if current and current.get("token") != token and float(current.get("expires", 0)) > time.time():
+        raise StoreBusy(uri, f"{_describe(current)}; its lease expires "
+                        f"{_when(float(current['expires']))} if that sweep was killed")
+    _write_lease(path, token)
+    time.sleep(SETTLE_S)
+    current = _read_lease(path)
+    if not current or current.get("token") != token:
+        raise StoreBusy(uri, _describe(current or {}))
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(LEASE_S / 3):
+            _write_lease(path, token)
+
+    thread = threading.Thread(target=renew, name="posetune-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        if (_read_lease(path) or {}).get("token") == token:
+            storage.delete(path)
+
+
+def _when(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")
+
+
+def _read_lease(path: str) -> dict[str, Any] | None:
+    if not storage.exists(path):
+        return None
+    try:
+        return dict(json.loads(storage.read_bytes(path)))
+    except (ValueError, FileNotFoundError):
+        return None
+
+
+def _write_lease(path: str, token: str) -> None:
+    lease = {**_holder(), "token": token, "expires": time.time() + LEASE_S}
+    storage.write_bytes_atomic(path, json.dumps(lease).encode())

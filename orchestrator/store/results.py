@@ -1,0 +1,258 @@
+"""The results store: trial and epoch records (:mod:`orchestrator.store.schema`) as Parquet files,
+locally or on S3, written with the records' Arrow schema.
+
+Layout under a store URI (a local folder or ``s3://bucket/prefix``)::
+
+    trials/part-<trial_id>-<uuid8>.parquet    one file per append_trial
+    epochs/part-<trial_id>-<uuid8>.parquet    one file per append_epochs
+
+One file per append means concurrent writers (Ray workers on many nodes) never touch the same
+object, and appends need no locking. Readers skip names starting with ``.`` or ``_``.
+
+If a remote write fails (outage, permissions), the file goes to a local spool instead and is
+uploaded by the next append or :meth:`ResultsStore.flush_spool`: a finished trial's row is
+never lost, and reads merge the spool so a query during an outage still sees every row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import re
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orchestrator.store import storage
+from orchestrator.store.schema import TRIAL_KEY, EpochRecord, Record, TrialRecord, arrow_schema
+
+__all__ = ["EpochRecord", "ResultsStore", "TrialRecord", "latest_trials"]
+
+logger = logging.getLogger(__name__)
+READ_BATCH = 256
+
+def _to_parquet(records: Sequence[Record], cls: type) -> bytes:
+    rows = [dataclasses.asdict(record) for record in records]
+    table = pa.Table.from_pylist(rows, schema=arrow_schema(cls))
+    sink = pa.BufferOutputStream()
+    # Files hold one trial (or one trial's epochs): compression, dictionaries and statistics
+    # only add bytes and decode time at this size (measured: 15.5 KB -> 9.5 KB, 4x faster reads).
+    pq.write_table(table, sink, compression="none", use_dictionary=False, write_statistics=False)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Select and cast to ``schema``; columns missing from older files become nulls."""
+    if table.schema.equals(schema):
+        return table
+    columns = [
+        table[field.name].cast(field.type)
+        if field.name in table.column_names
+        else pa.nulls(table.num_rows, field.type)
+        for field in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _parquet(source: str | pa.BufferReader) -> pa.Table:
+    # Results files are small: ParquetFile without threads is several times faster per file
+    # than pq.read_table, which sets up a dataset for each call.
+    return pq.ParquetFile(source).read(use_threads=False)
+
+
+def _file_name(trial_id: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.=-]", "_", trial_id) or "trial"
+    return f"part-{safe}-{uuid.uuid4().hex[:8]}.parquet"
+
+
+def _is_data_file(name: str) -> bool:
+    return name.endswith(".parquet") and not name.startswith((".", "_"))
+
+
+def _brief(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
+def spool_root() -> Path:
+    """Env ``POSETUNE_SPOOL_DIR`` or ``~/.cache/posetune/spool``; one sub-folder per store URI."""
+    configured = os.environ.get("POSETUNE_SPOOL_DIR")
+    return Path(configured) if configured else Path.home() / ".cache" / "posetune" / "spool"
+
+
+def latest_trials(table: pa.Table) -> pa.Table:
+    """One row per (experiment, stage, variant_id, seed): the one with the latest ``ended_at``."""
+    ordered = table.sort_by([("ended_at", "descending"), ("trial_id", "descending")])
+    keys = zip(*(ordered[name].to_pylist() for name in TRIAL_KEY), strict=True)
+    seen: set[tuple[Any, ...]] = set()
+    keep = []
+    for index, key in enumerate(keys):
+        if key not in seen:
+            seen.add(key)
+            keep.append(index)
+    return ordered.take(pa.array(keep, pa.int64())).sort_by(
+        [(name, "ascending") for name in TRIAL_KEY]
+    )
+
+
+def finished_rows(
+    rows: list[dict[str, Any]], experiment: str,
+) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """:meth:`ResultsStore.finished_rows` over rows already read (latest row per trial)."""
+    return {
+        (row["stage"], row["variant_id"], row["seed"]): row
+        for row in rows
+        if row["experiment"] == experiment and row["status"] in ("ok", "stopped")
+    }
+
+
+class ResultsStore:
+    """Append-only Parquet results under a local folder or an ``s3://bucket/prefix`` URI."""
+
+    def __init__(self, uri: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.remote = not storage.is_local(uri)
+        # Local paths are made absolute so the spool key and returned paths are stable.
+        self.uri = uri.rstrip("/") if self.remote else storage.filesystem_for(uri)[1]
+        self.storage_options = storage_options
+        digest = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
+        self.spool_dir = spool_root() / digest
+
+    def __repr__(self) -> str:  # no storage_options: they may hold credentials
+        return f"ResultsStore({self.uri!r})"
+
+    def append_trial(self, record: TrialRecord) -> str:
+        """Write one trial row; returns the URI written (a local spool path if S3 failed)."""
+        return self._put("trials", _file_name(record.trial_id), _to_parquet([record], TrialRecord))
+
+    def append_epochs(self, records: Sequence[EpochRecord]) -> str:
+        """Write a batch of epoch rows as one file; returns the URI written."""
+        if not records:
+            raise ValueError("append_epochs needs at least one EpochRecord")
+        data = _to_parquet(records, EpochRecord)
+        return self._put("epochs", _file_name(records[0].trial_id), data)
+
+    def _put(self, folder: str, name: str, data: bytes) -> str:
+        uri = storage.join(self.uri, folder, name)
+        if not self.remote:
+            storage.write_bytes_atomic(uri, data)
+            return uri
+        try:
+            storage.write_bytes_atomic(uri, data, self.storage_options)
+        except Exception as error:  # any upload failure: keep the row locally, never lose it
+            local = self.spool_dir / folder / name
+            storage.write_bytes_atomic(str(local), data)
+            storage.write_bytes_atomic(str(self.spool_dir / "_uri.txt"), self.uri.encode())
+            logger.warning(
+                "results: could not write %s (%s); spooled it to %s. It is uploaded by the next "
+                "append or ResultsStore.flush_spool().",
+                uri,
+                _brief(error),
+                local,
+            )
+            return str(local)
+        # Flushing after a successful write, not before, means an outage costs one failed
+        # request per append instead of two; the order of uploads carries no meaning.
+        self.flush_spool()
+        return uri
+
+    def spooled_files(self) -> list[Path]:
+        """Local files waiting for upload to this store (empty for a local store)."""
+        if not self.remote:
+            return []
+        return sorted(
+            path
+            for folder in ("trials", "epochs")
+            if (self.spool_dir / folder).is_dir()
+            for path in (self.spool_dir / folder).iterdir()
+            if _is_data_file(path.name)
+        )
+
+    def flush_spool(self) -> list[str]:
+        """Upload spooled files, deleting each once uploaded; returns the URIs uploaded.
+
+        Stops at the first failed upload (the store is probably still unreachable) with a
+        warning; the remaining files stay spooled for the next try.
+        """
+        uploaded: list[str] = []
+        pending = self.spooled_files()
+        for local in pending:
+            try:
+                data = local.read_bytes()
+            except FileNotFoundError:  # another process flushed it first
+                continue
+            uri = storage.join(self.uri, local.parent.name, local.name)
+            try:
+                storage.write_bytes_atomic(uri, data, self.storage_options)
+            except Exception as error:
+                logger.warning(
+                    "results: %d spooled file(s) in %s still wait for %s (%s)",
+                    len(pending) - len(uploaded),
+                    self.spool_dir,
+                    self.uri,
+                    _brief(error),
+                )
+                break
+            local.unlink(missing_ok=True)
+            uploaded.append(uri)
+        return uploaded
+
+    def check_writable(self) -> None:
+        """Write, read back and delete a probe object; raises PermissionError naming the URI."""
+        probe = storage.join(self.uri, f"_probe-{uuid.uuid4().hex[:8]}")
+        try:
+            storage.write_bytes_atomic(probe, b"posetune", self.storage_options)
+            if storage.read_bytes(probe, self.storage_options) != b"posetune":
+                raise OSError("the probe object read back differently")
+            storage.delete(probe, self.storage_options)
+        except Exception as error:
+            raise PermissionError(
+                f"results store {self.uri} is not writable: {_brief(error)}"
+            ) from error
+
+    def read_trials(self, latest_only: bool = True) -> pa.Table:
+        """All trial rows (spool included); with ``latest_only`` one row per trial key."""
+        table = self._read("trials", TrialRecord)
+        if latest_only:
+            return latest_trials(table)
+        return table.sort_by(
+            [(name, "ascending") for name in TRIAL_KEY] + [("ended_at", "ascending")]
+        )
+
+    def read_epochs(self) -> pa.Table:
+        table = self._read("epochs", EpochRecord)
+        order = [*TRIAL_KEY, "trial_id", "epoch", "restarted"]
+        return table.sort_by([(name, "ascending") for name in order])
+
+    def finished_rows(self, experiment: str) -> dict[tuple[str, str, int], dict[str, Any]]:
+        """``(stage, variant_id, seed)`` -> the latest row, for trials of ``experiment`` whose
+        latest row is ok or stopped (ASHA's cut is a finished trial; a failed one is rerun by
+        ``--resume``). The same latest-row rule as :meth:`read_trials`, so a resume skips
+        exactly the trials that the tables show as finished (when their digest matches)."""
+        return finished_rows(self.read_trials(latest_only=True).to_pylist(), experiment)
+
+    def _read(self, folder: str, cls: type) -> pa.Table:
+        schema = arrow_schema(cls)
+        fs, base = storage.filesystem_for(storage.join(self.uri, folder), self.storage_options)
+        fs.invalidate_cache(base)  # files written by other processes must be seen
+        paths = [path for path in fs.find(base) if _is_data_file(path.rsplit("/", 1)[-1])]
+        tables = []
+        # Concurrent batches of GETs (s3fs) rather than a dataset that opens files one by one;
+        # batches bound the memory held as raw bytes.
+        for start in range(0, len(paths), READ_BATCH):
+            blobs = fs.cat(paths[start : start + READ_BATCH])
+            tables += [_conform(_parquet(pa.BufferReader(blob)), schema) for blob in blobs.values()]
+        seen = {path.rsplit("/", 1)[-1] for path in paths}
+        for local in self.spooled_files():
+            if local.parent.name == folder and local.name not in seen:
+                tables.append(_conform(_parquet(str(local)), schema))
+        if not tables:
+            return schema.empty_table()
+        return pa.concat_tables(tables)
+
+

@@ -1,0 +1,193 @@
+"""Turn what a trial reported into typed result records (Ray-free).
+
+The driver's Tune callback hands us the trial config and the list of per-epoch reports
+(rank 0's metrics, as forwarded by ``TuneReportCallback``); we build one
+:class:`~orchestrator.store.results.TrialRecord` and its :class:`~orchestrator.store.results.EpochRecord`
+rows. Status: ``ok`` when all epochs ran, ``stopped`` when ASHA cut the trial, ``failed``
+with the error text otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from orchestrator.store.schema import EpochRecord, TrialRecord, TrialStatus
+from orchestrator.study.trials import TrialJob
+from pose_core.config import TrialConfig
+from pose_core.metrics import METRIC_NAMES
+
+# ``KEY=value`` / ``KEY: value`` pairs whose key names a credential: redacted from error text.
+SECRET_PAIR = re.compile(
+    r"(?i)\b([A-Z0-9_]*(SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|ACCESS_KEY|SESSION_KEY)"
+    r"[A-Z0-9_]*)\s*[=:]\s*\S+"
+)
+
+
+@cache
+def versions() -> dict[str, str | None]:
+    import timm
+    import torch
+
+    import pose_core
+
+    try:
+        import ray
+
+        ray_version = ray.__version__
+    except ImportError:  # pragma: no cover - the orchestrator always has Ray
+        ray_version = "n/a"
+    return {
+        "posetune_version": pose_core.__version__,
+        "torch_version": torch.__version__,
+        "timm_version": timm.__version__,
+        "ray_version": ray_version,
+        "git_commit": git_commit(),
+    }
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+            timeout=5, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def redact(text: str | None) -> str | None:
+    """Drop ``KEY=value`` pairs whose key names a credential (errors can echo env vars)."""
+    if text is None:
+        return None
+    return SECRET_PAIR.sub(r"\1=<redacted>", text)
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@dataclass
+class TrialOutcome:
+    """What the driver knows about a finished trial: its job and what it reported."""
+
+    job: TrialJob
+    trial_id: str
+    reports: list[dict[str, Any]]
+    started_at: datetime
+    ended_at: datetime
+    error: str | None = None
+    checkpoint_uri: str | None = None
+    startup_s: float | None = None
+
+    @property
+    def config(self) -> TrialConfig:
+        return self.job.config
+
+
+def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
+    job = outcome.job
+    cfg = job.config
+    run = job.run
+    last = outcome.reports[-1] if outcome.reports else {}
+    evaluated = [r for r in outcome.reports if r.get("evaluated")]
+    best = max(evaluated, key=lambda r: r.get("AP", -1.0)) if evaluated else None
+    epochs_run = int(last.get("epoch", 0))
+    error = outcome.error or last.get("error")
+    status: TrialStatus
+    if error:
+        status = "failed"
+    elif epochs_run < cfg.train.epochs:
+        status = "stopped"
+    else:
+        status = "ok"
+    wall = (outcome.ended_at - outcome.started_at).total_seconds()
+
+    def metric(key: str) -> float | None:
+        return _finite(last.get(key)) if evaluated else None
+
+    v = versions()
+    rates = [r["images_per_s"] for r in outcome.reports if r.get("images_per_s")]
+    return TrialRecord(
+        experiment=experiment, stage=job.stage, variant_id=job.variant_id,
+        trial_id=outcome.trial_id, seed=cfg.train.seed, status=status,
+        error=redact(error),
+        backbone=cfg.model.backbone, head=cfg.model.head, init=cfg.model.init,
+        init_checkpoint=cfg.model.weights if cfg.model.init == "checkpoint" else None,
+        lr=cfg.train.lr, epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
+        augment=cfg.data.augment, real_count=cfg.data.real_count,
+        synthetic_count=cfg.data.synthetic_count,
+        datasets=str(last.get("datasets", "")), input_size=cfg.data.input_size,
+        loss=cfg.train.loss, schedule=cfg.train.schedule,
+        config_json=json.dumps(cfg.to_dict(), sort_keys=True), job_digest=job.digest,
+        scale=job.scale,
+        subset_digest=str(last.get("subset_digest", "")),
+        **{name: metric(name) for name in METRIC_NAMES},  # type: ignore[arg-type]
+        pck_per_keypoint=[float(v) for v in last.get("pck_per_keypoint", [])] or None,
+        keypoint_names=list(last.get("keypoint_names", [])) or None,
+        ap_per_keypoint=[float(v) for v in last.get("ap_per_keypoint", [])] or None,
+        error_per_keypoint=[float(v) for v in last.get("error_per_keypoint", [])] or None,
+        swap_rate_per_keypoint=[float(v) for v in last.get("swap_rate_per_keypoint", [])] or None,
+        sigma_set=cfg.eval.sigmas, sigma_digest=str(last.get("sigma_digest", "")),
+        area_rule=cfg.eval.area_rule, pck_normaliser=cfg.eval.pck_normaliser,
+        params_m=_finite(last.get("params_m")), gflops=_finite(last.get("gflops")),
+        best_epoch=int(best["epoch"]) if best else None, epochs_run=epochs_run,
+        wall_s=wall, gpu_hours=wall / 3600 * (run.gpus_per_trial if run else 0.0),
+        train_images_per_s=sum(rates) / len(rates) if rates else None,
+        checkpoint_uri=outcome.checkpoint_uri,
+        posetune_version=str(v["posetune_version"]), torch_version=str(v["torch_version"]),
+        timm_version=str(v["timm_version"]), ray_version=str(v["ray_version"]),
+        git_commit=v["git_commit"],
+        started_at=outcome.started_at, ended_at=outcome.ended_at,
+        node=last.get("node"), workers=int(last.get("workers", 1)), use_gpu=bool(run and run.use_gpu),
+        startup_s=outcome.startup_s,
+        images_skipped=int(last["images_skipped"]) if "images_skipped" in last else None,
+        train_images=int(last["train_images"]) if "train_images" in last else None,
+        subset_seed=cfg.data.subset_seed, forked_from=forked_from(job),
+        epochs_trained=max(0, epochs_run - (job.fork_epoch if job.fork_of else 0)),
+    )
+
+
+def forked_from(job: TrialJob) -> str | None:
+    if job.fork_of is None:
+        return None
+    variant, seed = job.fork_of
+    return f"{job.experiment}/{job.stage}/{variant}/seed={seed}@epoch={job.fork_epoch}"
+
+
+def epoch_records(experiment: str, outcome: TrialOutcome) -> list[EpochRecord]:
+    rows = []
+    start = outcome.started_at.timestamp()
+    for report in outcome.reports:
+        rows.append(
+            EpochRecord(
+                experiment=experiment, stage=outcome.job.stage,
+                variant_id=outcome.job.variant_id,
+                trial_id=outcome.trial_id, seed=outcome.config.train.seed,
+                epoch=int(report.get("epoch", 0)), loss=float(report.get("loss", math.nan)),
+                lr=float(report.get("lr", 0.0)),
+                AP=_finite(report.get("AP")) if report.get("evaluated") else None,
+                PCK05=_finite(report.get("PCK05")) if report.get("evaluated") else None,
+                wall_s=float(report.get("time", start)) - start,
+                images_per_s=_finite(report.get("images_per_s")),
+                # A fork member's first epoch resumes from its prefix's copy: not a restart.
+                restarted=bool(report.get("restarted", False)) and outcome.job.fork_of is None,
+            )
+        )
+    return rows
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
