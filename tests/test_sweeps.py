@@ -298,6 +298,21 @@ def test_study_wide_reuse_and_a_plan_that_matches_what_trains(ray_cluster: Any,
         trained["train_images"] * trained["epochs_run"]
     assert any("reused from reuse_a/pre/baseline/seed=0" in line
                for line in second.lines)  # type: ignore[attr-defined]
+    # A reuse of a reuse names the trial that trained, not the copy in between.
+    c = Experiment(name="reuse_c", description="test", baseline=TINY,
+                   stages=(Stage(changes={"data.synthetic_count": 10}),))
+    (row_c,) = [r for r in rows(sweep(c, tmp_path)) if r["experiment"] == "reuse_c"]
+    assert row_c["reused_from"] == "reuse_a/pre/baseline/seed=0"
+    # A row is trusted only as far as its checkpoint: a corrupt file means training again.
+    checkpoint = Path(row_a["checkpoint_uri"]) / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    d = dataclasses.replace(c, name="reuse_d")
+    fourth = sweep(d, tmp_path)
+    (row_d,) = [r for r in rows(fourth) if r["experiment"] == "reuse_d"]
+    assert row_d["reused_from"] is None and row_d["status"] == "ok"
+    assert row_d["checkpoint_uri"] != row_a["checkpoint_uri"]
+    assert any(f"not reusing reuse_a/pre/baseline/seed=0: its checkpoint {checkpoint} does "
+               "not load" in line for line in fourth.lines)  # type: ignore[attr-defined]
     # --no-reuse trains it again.
     third = sweep(b, tmp_path / "again", reuse=False)
     assert all(r["reused_from"] is None for r in rows(third))
