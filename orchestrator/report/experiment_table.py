@@ -26,6 +26,7 @@ from orchestrator.report.tables import (
     mean_interval,
 )
 from orchestrator.store.results import ResultsStore
+from pose_core.config import flatten
 
 METRIC_COLUMNS = ("AP", "AP50", "AP75", "AP85", "AR", "PCK05")
 
@@ -74,15 +75,10 @@ def final_rows(
     return rows, body, stages
 
 
-def flat_config(row: Row) -> dict[str, Any]:
-    return {f"{section}.{key}": value for section, values in row["_config"].items()
-            if isinstance(values, dict) for key, value in values.items()}
-
-
 def config_value(row: Row, axis: str) -> Any:
     """A dotted config path (``train.lr``) from the stored config, else a results column."""
     if "." in axis:
-        flat = flat_config(row)
+        flat = flatten(row["_config"])
         if axis not in flat:
             raise ValueError(f"no config value {axis!r}; valid: {', '.join(sorted(flat))}")
         return flat[axis]
@@ -96,7 +92,7 @@ def varying_axes(body: list[Row]) -> list[str]:
     """Dotted config paths whose value differs between the rows (the seed excepted)."""
     values: dict[str, set[str]] = {}
     for row in body:
-        for path, value in flat_config(row).items():
+        for path, value in flatten(row["_config"]).items():
             values.setdefault(path, set()).add(json.dumps(value, sort_keys=True))
     return sorted(p for p, v in values.items() if len(v) > 1 and p != "train.seed")
 

@@ -9,7 +9,6 @@ finished is lost if the driver dies later. The row is built from the trial's
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,7 +17,13 @@ from typing import Any
 from ray import tune
 
 from orchestrator.store.results import ResultsStore
-from orchestrator.store.rows import TrialOutcome, epoch_records, now, trial_record
+from orchestrator.store.rows import (
+    TrialOutcome,
+    epoch_records,
+    now,
+    relabel_epochs,
+    trial_record,
+)
 from orchestrator.store.schema import EpochRecord
 from orchestrator.study.trials import TrialJob
 from pose_core.metrics import METRIC_NAMES
@@ -222,7 +227,4 @@ def prefix_epochs(stage_rows: list[dict[str, Any]], job: TrialJob,
             if (r["experiment"], r["stage"], r["variant_id"], r["seed"]) ==
             (job.experiment, job.stage, variant, seed) and r["epoch"] <= job.fork_epoch]
     latest = {r["epoch"]: r for r in rows}  # a retried prefix: its last attempt's rows
-    fields = {f.name for f in dataclasses.fields(EpochRecord)}
-    return [EpochRecord(**{**{k: v for k, v in r.items() if k in fields},
-                           "variant_id": job.variant_id, "seed": job.seed,
-                           "trial_id": trial_id}) for _, r in sorted(latest.items())]
+    return relabel_epochs((r for _, r in sorted(latest.items())), job, trial_id)

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.store.rows import SECRET_PAIR
+from pose_core.config import flatten
 
 TRACKERS = ("mlflow", "tensorboard", "wandb")
 PIP_PACKAGES = {"mlflow": "mlflow", "tensorboard": "tensorboardX", "wandb": "wandb"}
@@ -70,18 +71,11 @@ def tracked_params(config: Mapping[str, Any]) -> dict[str, Any]:
         config = {"experiment": job.experiment, "stage": job.stage,
                   "variant_id": job.variant_id, "seed": job.seed, "scale": job.scale,
                   **job.config.to_dict()}
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, Mapping):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), item)
-        elif value is not None:
-            flat[prefix] = json.dumps(value) if isinstance(value, list | tuple) else value
-
-    walk("", config)
     out = {}
-    for key, value in flat.items():
+    for key, value in flatten(config).items():
+        if value is None:
+            continue
+        value = json.dumps(value) if isinstance(value, list | tuple) else value
         parts = key.split(".")
         if any(part in DROPPED_SECTIONS for part in parts) or SECRET_KEY.search(key):
             continue

@@ -9,10 +9,12 @@ with the error text otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
 import subprocess
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -187,6 +189,19 @@ def epoch_records(experiment: str, outcome: TrialOutcome) -> list[EpochRecord]:
             )
         )
     return rows
+
+
+EPOCH_FIELDS = frozenset(f.name for f in dataclasses.fields(EpochRecord))
+
+
+def relabel_epochs(rows: Iterable[Mapping[str, Any]], job: TrialJob,
+                   trial_id: str) -> list[EpochRecord]:
+    """Stored epoch rows of another trial as ``job``'s (a fork member's prefix, a reused
+    trial): the same epochs under its experiment, stage, variant, seed and ``trial_id``."""
+    return [EpochRecord(**{**{k: v for k, v in r.items() if k in EPOCH_FIELDS},
+                           "experiment": job.experiment, "stage": job.stage,
+                           "variant_id": job.variant_id, "seed": job.seed,
+                           "trial_id": trial_id}) for r in rows]
 
 
 def now() -> datetime:
