@@ -23,12 +23,11 @@ from orchestrator.report.tables import (
     _markdown,
     _stage_order,
     _stat,
-    mean_interval,
 )
 from orchestrator.store.results import ResultsStore
+from orchestrator.study.stats import mean_interval
 from pose_core.config import flatten
-
-METRIC_COLUMNS = ("AP", "AP50", "AP75", "AP85", "AR", "PCK05")
+from pose_core.metrics import METRIC_NAMES
 
 
 def render_experiment_table(
@@ -39,7 +38,7 @@ def render_experiment_table(
         raise ValueError(f"unknown table format {fmt!r}; valid formats are markdown, csv")
     rows, body, stages = final_rows(results_uri, experiment)
     axes = varying_axes(body)
-    metrics = [m for m in METRIC_COLUMNS if any(r.get(m) is not None for r in body)]
+    metrics = [m for m in METRIC_NAMES if any(r.get(m) is not None for r in body)]
     groups: dict[str, list[Row]] = {}
     for row in sorted(body, key=lambda r: [_sortable(config_value(r, a)) for a in axes]):
         groups.setdefault(row["variant_id"], []).append(row)
@@ -110,8 +109,8 @@ def render_axis_plot(
 ) -> str:
     """``metric`` (mean ± 95% interval over seeds) against a numeric axis ``x`` (a dotted
     config path or a results column), one line per setting of the other varying axes."""
-    if metric not in METRIC_COLUMNS:
-        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRIC_COLUMNS)}")
+    if metric not in METRIC_NAMES:
+        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRIC_NAMES)}")
     rows, body, stages = final_rows(results_uri, experiment)
     if not body:
         raise ValueError(f"no finished trials of {rows[0]['experiment']} in {results_uri}")

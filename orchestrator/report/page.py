@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.report import figures
-from orchestrator.report.tables import mean_interval, render_table
+from orchestrator.report.tables import METRICS, render_table
 from orchestrator.store.results import ResultsStore
 from orchestrator.study.files import shipped
+from orchestrator.study.stats import mean_interval
 from pose_core.config import flatten
 
 Row = dict[str, Any]
 Change = tuple[str, str, str]  # dotted config key, baseline value, this value
-SUMMARY_METRICS = ("AP", "AP75", "AP85", "PCK05")
+SUMMARY_METRICS = tuple(column for column, _ in METRICS)  # the study's columns
 
 
 @dataclass(frozen=True)

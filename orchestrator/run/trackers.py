@@ -22,11 +22,12 @@ from typing import Any
 
 from orchestrator.store.rows import SECRET_PAIR
 from pose_core.config import flatten
+from pose_core.metrics import METRIC_NAMES
 
 TRACKERS = ("mlflow", "tensorboard", "wandb")
 PIP_PACKAGES = {"mlflow": "mlflow", "tensorboard": "tensorboardX", "wandb": "wandb"}
 MODULES = {"mlflow": "mlflow", "tensorboard": "tensorboardX", "wandb": "wandb"}
-FINAL_METRICS = ("AP", "AP50", "AP75", "AP85", "AR", "PCK05", "loss", "epoch")
+FINAL_METRICS = (*METRIC_NAMES, "loss", "epoch")
 
 # Keys that name credentials, and values that look like one (AWS key ids, user:password@ in a
 # URI, KEY=value pairs whose key names a secret): such params never leave the driver.
