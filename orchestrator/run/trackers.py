@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.store.rows import SECRET_PAIR
+from orchestrator.study.secrets import has_secret, is_secret_key
 from pose_core.config import flatten
 from pose_core.metrics import METRIC_NAMES
 
@@ -29,11 +28,6 @@ PIP_PACKAGES = {"mlflow": "mlflow", "tensorboard": "tensorboardX", "wandb": "wan
 MODULES = {"mlflow": "mlflow", "tensorboard": "tensorboardX", "wandb": "wandb"}
 FINAL_METRICS = (*METRIC_NAMES, "loss", "epoch")
 
-# Keys that name credentials, and values that look like one (AWS key ids, user:password@ in a
-# URI, KEY=value pairs whose key names a secret): such params never leave the driver.
-SECRET_KEY = re.compile(r"(?i)(secret|token|password|passwd|credential|access_key|session_key"
-                        r"|api_key|private_key|auth)")
-SECRET_VALUE = re.compile(r"(A[KS]IA[0-9A-Z]{16})|(://[^/\s:@]+:[^/\s@]+@)")
 # The catalog travels in the trial config to the workers: its storage options and paths are
 # deployment details (and may carry credentials), not hyperparameters.
 DROPPED_SECTIONS = ("catalog", "storage_options")
@@ -78,9 +72,10 @@ def tracked_params(config: Mapping[str, Any]) -> dict[str, Any]:
             continue
         value = json.dumps(value) if isinstance(value, list | tuple) else value
         parts = key.split(".")
-        if any(part in DROPPED_SECTIONS for part in parts) or SECRET_KEY.search(key):
+        # Credentials (orchestrator.study.secrets: by name or by value) never leave the driver.
+        if any(part in DROPPED_SECTIONS for part in parts) or is_secret_key(key):
             continue
-        if isinstance(value, str) and (SECRET_VALUE.search(value) or SECRET_PAIR.search(value)):
+        if isinstance(value, str) and has_secret(value):
             continue
         out[key] = value
     return out

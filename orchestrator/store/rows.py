@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,15 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.store.schema import EpochRecord, TrialRecord, TrialStatus
+from orchestrator.study.secrets import redact
 from orchestrator.study.trials import TrialJob
 from pose_core.config import TrialConfig
 from pose_core.metrics import METRIC_NAMES
-
-# ``KEY=value`` / ``KEY: value`` pairs whose key names a credential: redacted from error text.
-SECRET_PAIR = re.compile(
-    r"(?i)\b([A-Z0-9_]*(SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|ACCESS_KEY|SESSION_KEY)"
-    r"[A-Z0-9_]*)\s*[=:]\s*\S+"
-)
 
 
 @cache
@@ -65,13 +59,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
-
-
-def redact(text: str | None) -> str | None:
-    """Drop ``KEY=value`` pairs whose key names a credential (errors can echo env vars)."""
-    if text is None:
-        return None
-    return SECRET_PAIR.sub(r"\1=<redacted>", text)
 
 
 def _finite(value: Any) -> float | None:
@@ -125,7 +112,7 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
     return TrialRecord(
         experiment=experiment, stage=job.stage, variant_id=job.variant_id,
         trial_id=outcome.trial_id, seed=cfg.train.seed, status=status,
-        error=redact(error),
+        error=None if error is None else redact(error),  # errors can echo env vars
         backbone=cfg.model.backbone, head=cfg.model.head, init=cfg.model.init,
         init_checkpoint=cfg.model.weights if cfg.model.init == "checkpoint" else None,
         lr=cfg.train.lr, epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
