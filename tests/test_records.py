@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from orchestrator.store.rows import TrialOutcome, epoch_records, trial_record
 from orchestrator.study.trials import RunSettings, TrialJob
 from pose_core.config import TrialConfig, with_values
+from pose_core.epoch_report import EpochReport
 
 CFG = with_values(TrialConfig(), {"train.epochs": 3})
 T0 = datetime(2026, 11, 21, tzinfo=UTC)
@@ -15,7 +16,8 @@ T0 = datetime(2026, 11, 21, tzinfo=UTC)
 
 def outcome(reports: list[dict], error: str | None = None) -> TrialOutcome:  # type: ignore[type-arg]
     job = TrialJob("exp", "main", "v", 0, CFG, run=RunSettings("/tmp/x", gpus_per_trial=0.5))
-    return TrialOutcome(job=job, trial_id="t1", reports=reports, started_at=T0,
+    return TrialOutcome(job=job, trial_id="t1", reports=[EpochReport.from_dict(r) for r in reports],
+                        started_at=T0,
                         ended_at=T0 + timedelta(seconds=90), error=error)
 
 

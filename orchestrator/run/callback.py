@@ -26,17 +26,7 @@ from orchestrator.store.rows import (
 )
 from orchestrator.store.schema import EpochRecord
 from orchestrator.study.trials import TrialJob
-from pose_core.metrics import METRIC_NAMES
-
-# Per-epoch keys we keep from a report (Tune adds many of its own).
-KEEP = (
-    "epoch", "loss", "lr", "images_per_s", "epoch_wall_s", "time", "evaluated", "restarted",
-    *METRIC_NAMES, "pck_per_keypoint", "sigma_digest",
-    "ap_per_keypoint", "error_per_keypoint", "swap_rate_per_keypoint",
-    "subset_digest", "datasets", "train_images", "test_images", "keypoint_names", "workers",
-    "node", "params_m", "gflops", "checkpoint_path", "error", "init_message",
-    "first_step_at", "images_skipped",
-)
+from pose_core.epoch_report import EpochReport
 
 
 def short(seconds: float) -> str:
@@ -58,7 +48,7 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
         self.say = say
         self.failures: list[str] = []
         self.fraction: dict[str, float] = {}  # running trials: epochs done / epochs
-        self.reports: dict[str, list[dict[str, Any]]] = {}
+        self.reports: dict[str, list[EpochReport]] = {}
         self.started: dict[str, datetime] = {}
         self.status: dict[str, str] = {}
         self.best: tuple[float, str] | None = None
@@ -75,12 +65,13 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
-        row = {k: result[k] for k in KEEP if k in result}
-        self.reports.setdefault(trial.trial_id, []).append(row)
+        report = EpochReport.from_dict(result)  # Tune's own keys left out
+        self.reports.setdefault(trial.trial_id, []).append(report)
         epochs = max(1, trial.config["job"].config.train.epochs)
-        self.fraction[trial.trial_id] = min(1.0, float(row.get("epoch", 0)) / epochs)
-        ap = row.get("AP") if row.get("evaluated") else None
-        note = f"epoch {row.get('epoch')}: loss {row.get('loss', float('nan')):.3g}"
+        self.fraction[trial.trial_id] = min(1.0, float(report.epoch) / epochs)
+        ap = report.AP if report.evaluated else None
+        loss = float("nan") if report.loss is None else report.loss
+        note = f"epoch {report.epoch}: loss {loss:.3g}"
         if ap is not None:
             note += f", AP {ap:.3f}"
         self._progress(f"{self._variant(trial)} {note}")
@@ -99,8 +90,8 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
         job: TrialJob = trial.config["job"]
         variant = job.variant_id
         reports = self.reports.get(trial.trial_id, [])
-        checkpoint = next((r["checkpoint_path"] for r in reversed(reports)
-                           if r.get("checkpoint_path")), None)
+        checkpoint = next((r.checkpoint_path for r in reversed(reports) if r.checkpoint_path),
+                          None)
         outcome = TrialOutcome(
             job=job, trial_id=trial.trial_id, reports=reports,
             started_at=self.started.get(trial.trial_id, now()),
@@ -181,10 +172,10 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
                 f"{failed} failed in {short(seconds)}")
 
 
-def startup_seconds(started: datetime | None, reports: list[dict[str, Any]]) -> float | None:
+def startup_seconds(started: datetime | None, reports: list[EpochReport]) -> float | None:
     """Trial start (driver clock) to the end of the first optimizer step (trial clock; the
     same host on a single node, NTP-close across nodes). None when never measured."""
-    first = next((r["first_step_at"] for r in reports if r.get("first_step_at")), None)
+    first = next((r.first_step_at for r in reports if r.first_step_at), None)
     if started is None or first is None:
         return None
     return round(max(0.0, float(first) - started.timestamp()), 3)

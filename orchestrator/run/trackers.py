@@ -21,6 +21,7 @@ from typing import Any
 
 from orchestrator.study.secrets import has_secret, is_secret_key
 from pose_core.config import flatten
+from pose_core.epoch_report import EpochReport
 from pose_core.metrics import METRIC_NAMES
 
 TRACKERS = ("mlflow", "tensorboard", "wandb")
@@ -104,8 +105,8 @@ def final_metrics(result: Mapping[str, Any] | None) -> dict[str, float]:
 def checkpoint_uri(trial: Any) -> str | None:
     """The trial's checkpoint as its reports name it (the row's ``checkpoint_uri``), else
     the last checkpoint Tune registered."""
-    result = trial.last_result or {}
-    if result.get("checkpoint_path"):
-        return str(result["checkpoint_path"])
+    reported = EpochReport.from_dict(trial.last_result or {}).checkpoint_path
+    if reported:
+        return str(reported)
     checkpoint = getattr(trial, "checkpoint", None)
     return str(checkpoint.path) if checkpoint is not None else None
