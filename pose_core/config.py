@@ -15,6 +15,7 @@ import dataclasses
 import numbers
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
@@ -127,11 +128,20 @@ class TrialConfig:
 
     def flat(self) -> dict[str, Any]:
         """``{"train.lr": 5e-4, ...}``: every leaf by dotted path."""
-        out: dict[str, Any] = {}
-        for section, values in self.to_dict().items():
-            for key, value in values.items():
-                out[f"{section}.{key}"] = value
-        return out
+        return flatten(self.to_dict())
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1e-3}}`` -> ``{"train.lr": 1e-3}``: every non-mapping leaf by its
+    dotted path (the one flattener: configs, stored ``config_json``, tracker parameters)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out |= flatten(value, f"{path}.")
+        else:
+            out[path] = value
+    return out
 
 
 class ConfigError(ValueError):

@@ -13,9 +13,10 @@ The loop never imports Ray, prints or writes result rows: it calls ``session.rep
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,13 +26,12 @@ import torch
 from pose_core.config import TrialConfig
 from pose_core.dataset import ImageCache, ImageSource
 from pose_core.engine import evaluate, load_checkpoint, save_checkpoint, train_one_epoch, unwrap
-from pose_core.metrics import METRIC_NAMES
+from pose_core.epoch_report import EpochReport, TrialFacts, measured
 from pose_core.records import Instance
 from pose_core.skeletons import Skeleton
 from pose_core.trainer import (
     Trial,
     build_trial,
-    epoch_row,
     gt_records,
     make_datasets,
     make_loader,
@@ -62,8 +62,8 @@ class Session(Protocol):
         """Where to write a checkpoint before reporting it (None: the system temp dir)."""
         ...
 
-    def report(self, metrics: dict[str, Any], checkpoint: Path | None) -> None:
-        """One epoch's metrics and (rank 0) the checkpoint file, which the session may move."""
+    def report(self, report: EpochReport, checkpoint: Path | None) -> None:
+        """One epoch's report and (rank 0) the checkpoint file, which the session may move."""
         ...
 
     def on_step(self, epoch: int, iteration: int, loss: float) -> None:
@@ -82,7 +82,7 @@ class LocalSession:
 
     def __init__(
         self, folder: str | Path | None = None, resume: bool = True,
-        stop_after: int | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        stop_after: int | None = None, on_epoch: Callable[[EpochReport], None] | None = None,
         device: torch.device | None = None,
     ) -> None:
         self.folder = Path(folder) if folder is not None else None
@@ -107,30 +107,18 @@ class LocalSession:
         self.folder.mkdir(parents=True, exist_ok=True)
         return str(self.folder)
 
-    def report(self, metrics: dict[str, Any], checkpoint: Path | None) -> None:
+    def report(self, report: EpochReport, checkpoint: Path | None) -> None:
         if checkpoint is not None and self.folder is not None:
             os.replace(checkpoint, self.folder / CHECKPOINT_FILE)
-        self.epochs = int(metrics.get("epoch", self.epochs))
+        self.epochs = report.epoch
         if self.on_epoch is not None:
-            self.on_epoch(metrics)
+            self.on_epoch(report)
 
     def on_step(self, epoch: int, iteration: int, loss: float) -> None:
         return None
 
     def should_stop(self) -> bool:
         return self.stop_after is not None and self.epochs >= self.stop_after
-
-
-def carry_metrics(row: Mapping[str, Any], last: Mapping[str, Any]) -> dict[str, Any]:
-    """Every report holds the metric keys (ASHA and Optuna need them each epoch): epochs
-    without evaluation carry the last evaluated values (0.0 before the first one)."""
-    out = dict(row)
-    for key in METRIC_NAMES:
-        out.setdefault(key, last.get(key, 0.0))
-    for key, value in last.items():
-        if key.endswith("_per_keypoint"):
-            out.setdefault(key, value)
-    return out
 
 
 def train_trial(
@@ -140,15 +128,14 @@ def train_trial(
     skeleton: Skeleton,
     session: Session,
     images: ImageSource | None = None,
-    static: Mapping[str, Any] | None = None,
+    facts: TrialFacts | None = None,
 ) -> Trial:
     """Train ``cfg.train.epochs`` epochs (or until the session stops it), reporting each.
 
-    ``static`` facts (data digest, model size, ...) go into every report. A run whose
+    The trial's ``facts`` (data digest, model size, ...) go into every report. A run whose
     checkpoint is already at the last epoch reports that epoch again and trains nothing
     (a driver that died after the trial finished still gets its row).
     """
-    static = dict(static or {})
     rank, world = session.rank, session.world
     train_set, test_set = make_datasets(cfg, train, test, skeleton, images or ImageCache())
     workers = cfg.data.loader_workers
@@ -165,12 +152,12 @@ def train_trial(
             trial.epoch = int(state["epoch"])
             trial.history = list(state["extra"].get("history", []))
             restarted = True
-    static["init_message"] = trial.init_message
+    facts = dataclasses.replace(facts or TrialFacts(), init_message=trial.init_message)
     records = gt_records(test)
     generator = torch.Generator().manual_seed(cfg.train.seed + rank) if cfg.data.cutmix else None
-    last: dict[str, Any] = dict(trial.history[-1]) if trial.history else {}
+    last = EpochReport.from_dict(trial.history[-1]) if trial.history else EpochReport()
     if restarted and trial.epoch >= cfg.train.epochs and trial.history:
-        _report(session, carry_metrics(last, last) | static, trial, model)
+        _report(session, dataclasses.replace(last.carried(last), facts=facts), trial, model)
         return trial
     while trial.epoch < cfg.train.epochs:
         set_loader_epoch(train_loader, cfg.train.seed, trial.epoch)
@@ -186,11 +173,9 @@ def train_trial(
         if rank == 0 and should_evaluate(cfg, trial.epoch):
             metrics = evaluate(unwrap(model), test_loader, records, skeleton.flip_index,
                                trial.sigmas, cfg.eval, device, cfg.train.bf16)
-        row = epoch_row(stats, metrics)
-        row["images_per_s"] = stats.images_per_s * world
-        row["restarted"] = restarted
-        trial.history.append(row)
-        last = carry_metrics(row, last) | static
+        report = measured(stats, metrics, world, restarted)
+        trial.history.append(report.as_dict())
+        last = dataclasses.replace(report.carried(last), facts=facts)
         _report(session, last, trial, model)
         if session.should_stop():
             break
@@ -205,9 +190,9 @@ def compile_model(model: torch.nn.Module, cfg: TrialConfig, device: torch.device
     return torch.compile(model, dynamic=False)
 
 
-def _report(session: Session, report: dict[str, Any], trial: Trial, model: torch.nn.Module) -> None:
+def _report(session: Session, report: EpochReport, trial: Trial, model: torch.nn.Module) -> None:
     if session.rank != 0:
-        session.report({k: v for k, v in report.items() if not isinstance(v, list)}, None)
+        session.report(report.without_lists(), None)
         return
     with tempfile.TemporaryDirectory(prefix=".tmp-posetune-ckpt-",
                                      dir=session.scratch()) as directory:
@@ -226,7 +211,7 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     resume: bool = True,
     stop_after: int | None = None,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
     device: torch.device | None = None,
 ) -> Trial:
     """Train ``cfg.train.epochs`` epochs in this process: the sweep's loop

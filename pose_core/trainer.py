@@ -8,7 +8,6 @@ run trains.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,13 +20,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from pose_core.config import TrialConfig
 from pose_core.dataset import ImageSource, TopDownDataset
 from pose_core.engine import (
-    EpochStats,
     build_optimizer,
     build_scheduler,
     seed_everything,
 )
 from pose_core.losses import build_loss
-from pose_core.metrics import MetricResult
 from pose_core.models import build_model, init_weights
 from pose_core.records import Instance
 from pose_core.skeletons import Skeleton, resolve_sigmas
@@ -145,7 +142,7 @@ class Trial:
     device: torch.device
     init_message: str = ""
     epoch: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # EpochReport.as_dict()s
 
 
 def build_trial(
@@ -175,18 +172,3 @@ def should_evaluate(cfg: TrialConfig, completed_epochs: int) -> bool:
     interval = max(1, cfg.eval.interval)
     return completed_epochs % interval == 0 or completed_epochs >= cfg.train.epochs
 
-
-def epoch_row(stats: EpochStats, metrics: MetricResult | None) -> dict[str, Any]:
-    """One epoch as a flat dict (what the Ray worker reports and the history keeps)."""
-    row: dict[str, Any] = {
-        "epoch": stats.epoch + 1,
-        "loss": stats.loss,
-        "lr": stats.lr,
-        "images_per_s": stats.images_per_s,
-        "epoch_wall_s": stats.wall_s,
-        "time": time.time(),
-        "evaluated": metrics is not None,
-    }
-    if metrics is not None:
-        row.update(metrics.as_dict())
-    return row

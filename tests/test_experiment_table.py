@@ -11,8 +11,8 @@ from PIL import Image
 
 from orchestrator.cli import main
 from orchestrator.report.experiment_table import render_axis_plot, render_experiment_table
-from orchestrator.report.tables import mean_interval
 from orchestrator.store.results import ResultsStore
+from orchestrator.study.stats import mean_interval
 from pose_core.config import TrialConfig, with_values
 from pose_core.skeletons import sigma_digest
 from tests.test_tables import body_rows, csv_rows, record

@@ -1,12 +1,14 @@
-"""From a trial's reports to its typed row: status rules, metrics, redaction (Ray-free)."""
+"""From a trial's reports to its typed row: status rules, metrics (Ray-free;
+redaction: tests/test_secrets.py)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from orchestrator.store.rows import TrialOutcome, epoch_records, redact, trial_record
+from orchestrator.store.rows import TrialOutcome, epoch_records, trial_record
 from orchestrator.study.trials import RunSettings, TrialJob
 from pose_core.config import TrialConfig, with_values
+from pose_core.epoch_report import EpochReport
 
 CFG = with_values(TrialConfig(), {"train.epochs": 3})
 T0 = datetime(2026, 11, 21, tzinfo=UTC)
@@ -14,7 +16,8 @@ T0 = datetime(2026, 11, 21, tzinfo=UTC)
 
 def outcome(reports: list[dict], error: str | None = None) -> TrialOutcome:  # type: ignore[type-arg]
     job = TrialJob("exp", "main", "v", 0, CFG, run=RunSettings("/tmp/x", gpus_per_trial=0.5))
-    return TrialOutcome(job=job, trial_id="t1", reports=reports, started_at=T0,
+    return TrialOutcome(job=job, trial_id="t1", reports=[EpochReport.from_dict(r) for r in reports],
+                        started_at=T0,
                         ended_at=T0 + timedelta(seconds=90), error=error)
 
 
@@ -48,9 +51,3 @@ def test_epoch_rows() -> None:
     assert [(r.epoch, r.AP, r.restarted) for r in rows] == [(1, 0.1, False), (2, None, True)]
     assert rows[1].wall_s == 60
 
-
-def test_redact_secret_pairs_only() -> None:
-    text = "failed: AWS_SECRET_ACCESS_KEY=abc123 db_password: hunter2 MY_TOKEN=t lr=0.1"
-    out = redact(text) or ""
-    assert "abc123" not in out and "hunter2" not in out and "MY_TOKEN=<redacted>" in out
-    assert "lr=0.1" in out and redact(None) is None

@@ -179,7 +179,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pose_core.metrics import evaluate_files
+    from pose_core.metrics import METRIC_NAMES, evaluate_files
 
     result = evaluate_files(
         args.gt, args.pred, sigmas=args.sigmas, area_rule=args.area_rule,
@@ -189,7 +189,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(result.to_json())
         return 0
     values = result.as_dict()
-    for key in ("AP", "AP50", "AP75", "AP85", "AR", "PCK05"):
+    for key in METRIC_NAMES:
         print(f"{key:>6}  {values[key]:.4f}")
     print(f"sigmas {values['sigma_set']} ({values['sigma_digest']}), area rule "
           f"{values['area_rule']}, PCK normaliser {values['pck_normaliser']}, "

@@ -16,11 +16,11 @@ Reused or already finished trials take part in the decisions like trials run now
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from orchestrator.study.experiment import kept_count
+from orchestrator.study.stats import mean, standard_error
 from orchestrator.study.trials import TrialJob
 
 
@@ -38,16 +38,12 @@ def levels(jobs: Sequence[TrialJob]) -> list[list[TrialJob]]:
 
 def score(rows: Sequence[Mapping[str, Any]], metric: str) -> float | None:
     found = values(rows, metric)
-    return statistics.mean(found) if found else None
+    return mean(found) if found else None
 
 
 def values(rows: Sequence[Mapping[str, Any]], metric: str) -> list[float]:
     return [float(r[metric]) for r in rows
             if r.get("status") in ("ok", "stopped") and r.get(metric) is not None]
-
-
-def standard_error(found: list[float]) -> float | None:
-    return statistics.stdev(found) / len(found) ** 0.5 if len(found) > 1 else None
 
 
 def choose(

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.store.results import ResultsStore
-from orchestrator.store.schema import EpochRecord, TrialRecord
+from orchestrator.store.rows import relabel_epochs
+from orchestrator.store.schema import TrialRecord
 from orchestrator.store.storage import exists, is_local, join, read_bytes, strip_scheme
 from orchestrator.study.trials import TrialJob
 from pose_core.engine import load_checkpoint
@@ -119,12 +120,6 @@ def copy_trial(job: TrialJob, row: dict[str, Any], epochs: list[dict[str, Any]],
     record = TrialRecord(**values)
     store.append_trial(record)
     if epochs:
-        store.append_epochs([
-            EpochRecord(**{**{k: v for k, v in e.items() if k in EPOCH_FIELDS},
-                           "experiment": job.experiment, "stage": job.stage,
-                           "variant_id": job.variant_id, "trial_id": trial_id})
-            for e in epochs])
+        store.append_epochs(relabel_epochs(epochs, job, trial_id))
     return record
 
-
-EPOCH_FIELDS = {f.name for f in dataclasses.fields(EpochRecord)}

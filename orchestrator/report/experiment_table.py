@@ -23,11 +23,11 @@ from orchestrator.report.tables import (
     _markdown,
     _stage_order,
     _stat,
-    mean_interval,
 )
 from orchestrator.store.results import ResultsStore
-
-METRIC_COLUMNS = ("AP", "AP50", "AP75", "AP85", "AR", "PCK05")
+from orchestrator.study.stats import mean_interval
+from pose_core.config import flatten
+from pose_core.metrics import METRIC_NAMES
 
 
 def render_experiment_table(
@@ -38,7 +38,7 @@ def render_experiment_table(
         raise ValueError(f"unknown table format {fmt!r}; valid formats are markdown, csv")
     rows, body, stages = final_rows(results_uri, experiment)
     axes = varying_axes(body)
-    metrics = [m for m in METRIC_COLUMNS if any(r.get(m) is not None for r in body)]
+    metrics = [m for m in METRIC_NAMES if any(r.get(m) is not None for r in body)]
     groups: dict[str, list[Row]] = {}
     for row in sorted(body, key=lambda r: [_sortable(config_value(r, a)) for a in axes]):
         groups.setdefault(row["variant_id"], []).append(row)
@@ -74,15 +74,10 @@ def final_rows(
     return rows, body, stages
 
 
-def flat_config(row: Row) -> dict[str, Any]:
-    return {f"{section}.{key}": value for section, values in row["_config"].items()
-            if isinstance(values, dict) for key, value in values.items()}
-
-
 def config_value(row: Row, axis: str) -> Any:
     """A dotted config path (``train.lr``) from the stored config, else a results column."""
     if "." in axis:
-        flat = flat_config(row)
+        flat = flatten(row["_config"])
         if axis not in flat:
             raise ValueError(f"no config value {axis!r}; valid: {', '.join(sorted(flat))}")
         return flat[axis]
@@ -96,7 +91,7 @@ def varying_axes(body: list[Row]) -> list[str]:
     """Dotted config paths whose value differs between the rows (the seed excepted)."""
     values: dict[str, set[str]] = {}
     for row in body:
-        for path, value in flat_config(row).items():
+        for path, value in flatten(row["_config"]).items():
             values.setdefault(path, set()).add(json.dumps(value, sort_keys=True))
     return sorted(p for p, v in values.items() if len(v) > 1 and p != "train.seed")
 
@@ -114,8 +109,8 @@ def render_axis_plot(
 ) -> str:
     """``metric`` (mean ± 95% interval over seeds) against a numeric axis ``x`` (a dotted
     config path or a results column), one line per setting of the other varying axes."""
-    if metric not in METRIC_COLUMNS:
-        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRIC_COLUMNS)}")
+    if metric not in METRIC_NAMES:
+        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRIC_NAMES)}")
     rows, body, stages = final_rows(results_uri, experiment)
     if not body:
         raise ValueError(f"no finished trials of {rows[0]['experiment']} in {results_uri}")

@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.report.tables import mean_interval
 from orchestrator.store.results import ResultsStore
 from orchestrator.study.experiment import variant_id
+from orchestrator.study.stats import mean_interval
 
 
 @dataclass(frozen=True)

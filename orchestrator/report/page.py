@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.report import figures
-from orchestrator.report.tables import mean_interval, render_table
+from orchestrator.report.tables import METRICS, render_table
 from orchestrator.store.results import ResultsStore
 from orchestrator.study.files import shipped
+from orchestrator.study.stats import mean_interval
+from pose_core.config import flatten
 
 Row = dict[str, Any]
 Change = tuple[str, str, str]  # dotted config key, baseline value, this value
-SUMMARY_METRICS = ("AP", "AP75", "AP85", "PCK05")
+SUMMARY_METRICS = tuple(column for column, _ in METRICS)  # the study's columns
 
 
 @dataclass(frozen=True)
@@ -197,21 +199,6 @@ def variant_table(rows: list[Row], note: str) -> Table:
                  tuple(body), (note,))
 
 
-def flat_config(config_json: str | None) -> dict[str, Any]:
-    """``{"train": {"lr": 1e-3}}`` -> ``{"train.lr": 1e-3}``."""
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), item)
-        else:
-            out[prefix] = value
-
-    walk("", json.loads(config_json or "{}"))
-    return out
-
-
 def _shipped_baseline(name: str) -> dict[str, Any] | None:
 
     experiment = shipped(name)
@@ -228,7 +215,7 @@ def config_changes(
     seeds: dict[str, list[int]] = defaultdict(list)
     for row in sorted(rows, key=lambda r: (r["variant_id"], r["seed"])):
         key = f"{row['stage']}/{row['variant_id']}" if _stages(rows) > 1 else row["variant_id"]
-        configs.setdefault(key, flat_config(row["config_json"]))
+        configs.setdefault(key, flatten(json.loads(row["config_json"] or "{}")))
         seeds[key].append(int(row["seed"]))
     for config in configs.values():
         config.pop("train.seed", None)  # seeds are listed on their own

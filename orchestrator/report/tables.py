@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -32,6 +31,7 @@ import numpy as np
 from orchestrator.store.results import ResultsStore
 from orchestrator.study.experiment import Experiment
 from orchestrator.study.files import shipped
+from orchestrator.study.stats import mean_interval
 from pose_core.skeletons import UNIFORM_SIGMA, sigma_digest
 
 Row = dict[str, Any]
@@ -39,12 +39,6 @@ Sources = dict[str, Row]  # checkpoint URI -> the row of the trial that wrote it
 TableFormat = Literal["markdown", "csv"]
 
 METRICS = (("AP", "AP"), ("AP75", "AP.75"), ("AP85", "AP.85"), ("PCK05", "PCK.05"))
-
-# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (scipy is not a
-# dependency); beyond 30 the Cornish-Fisher expansion in _t95 is exact to 1e-3.
-T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-       2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-       2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 DATASET_NAMES = {"animalpose": "Animal-Pose", "ap10k": "AP-10K", "lynx-train": "lynx",
                  "lynx-synthetic": "synthetic", "lynx-test": "lynx-test"}
@@ -245,23 +239,6 @@ def _stage_order(rows: list[Row]) -> list[str]:
         return [n for n in names if n in present]
     first = {s: min(r["started_at"] for r in rows if r["stage"] == s) for s in present}
     return sorted(present, key=lambda s: (first[s], s))
-
-
-def _t95(df: int) -> float:
-    if df <= len(T95):
-        return T95[df - 1]
-    z = 1.959964
-    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-
-
-def mean_interval(values: list[float]) -> tuple[float, float | None]:
-    """Mean and half-width of its 95% t-interval (None for a single value)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, None
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, _t95(n - 1) * sd / math.sqrt(n)
 
 
 def _stat(group: list[Row], column: str) -> tuple[float, float | None] | None:

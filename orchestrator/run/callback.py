@@ -9,7 +9,6 @@ finished is lost if the driver dies later. The row is built from the trial's
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,20 +17,16 @@ from typing import Any
 from ray import tune
 
 from orchestrator.store.results import ResultsStore
-from orchestrator.store.rows import TrialOutcome, epoch_records, now, trial_record
+from orchestrator.store.rows import (
+    TrialOutcome,
+    epoch_records,
+    now,
+    relabel_epochs,
+    trial_record,
+)
 from orchestrator.store.schema import EpochRecord
 from orchestrator.study.trials import TrialJob
-from pose_core.metrics import METRIC_NAMES
-
-# Per-epoch keys we keep from a report (Tune adds many of its own).
-KEEP = (
-    "epoch", "loss", "lr", "images_per_s", "epoch_wall_s", "time", "evaluated", "restarted",
-    *METRIC_NAMES, "pck_per_keypoint", "sigma_digest",
-    "ap_per_keypoint", "error_per_keypoint", "swap_rate_per_keypoint",
-    "subset_digest", "datasets", "train_images", "test_images", "keypoint_names", "workers",
-    "node", "params_m", "gflops", "checkpoint_path", "error", "init_message",
-    "first_step_at", "images_skipped",
-)
+from pose_core.epoch_report import EpochReport
 
 
 def short(seconds: float) -> str:
@@ -53,7 +48,7 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
         self.say = say
         self.failures: list[str] = []
         self.fraction: dict[str, float] = {}  # running trials: epochs done / epochs
-        self.reports: dict[str, list[dict[str, Any]]] = {}
+        self.reports: dict[str, list[EpochReport]] = {}
         self.started: dict[str, datetime] = {}
         self.status: dict[str, str] = {}
         self.best: tuple[float, str] | None = None
@@ -70,12 +65,13 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
-        row = {k: result[k] for k in KEEP if k in result}
-        self.reports.setdefault(trial.trial_id, []).append(row)
+        report = EpochReport.from_dict(result)  # Tune's own keys left out
+        self.reports.setdefault(trial.trial_id, []).append(report)
         epochs = max(1, trial.config["job"].config.train.epochs)
-        self.fraction[trial.trial_id] = min(1.0, float(row.get("epoch", 0)) / epochs)
-        ap = row.get("AP") if row.get("evaluated") else None
-        note = f"epoch {row.get('epoch')}: loss {row.get('loss', float('nan')):.3g}"
+        self.fraction[trial.trial_id] = min(1.0, float(report.epoch) / epochs)
+        ap = report.AP if report.evaluated else None
+        loss = float("nan") if report.loss is None else report.loss
+        note = f"epoch {report.epoch}: loss {loss:.3g}"
         if ap is not None:
             note += f", AP {ap:.3f}"
         self._progress(f"{self._variant(trial)} {note}")
@@ -94,8 +90,8 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
         job: TrialJob = trial.config["job"]
         variant = job.variant_id
         reports = self.reports.get(trial.trial_id, [])
-        checkpoint = next((r["checkpoint_path"] for r in reversed(reports)
-                           if r.get("checkpoint_path")), None)
+        checkpoint = next((r.checkpoint_path for r in reversed(reports) if r.checkpoint_path),
+                          None)
         outcome = TrialOutcome(
             job=job, trial_id=trial.trial_id, reports=reports,
             started_at=self.started.get(trial.trial_id, now()),
@@ -176,10 +172,10 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
                 f"{failed} failed in {short(seconds)}")
 
 
-def startup_seconds(started: datetime | None, reports: list[dict[str, Any]]) -> float | None:
+def startup_seconds(started: datetime | None, reports: list[EpochReport]) -> float | None:
     """Trial start (driver clock) to the end of the first optimizer step (trial clock; the
     same host on a single node, NTP-close across nodes). None when never measured."""
-    first = next((r["first_step_at"] for r in reports if r.get("first_step_at")), None)
+    first = next((r.first_step_at for r in reports if r.first_step_at), None)
     if started is None or first is None:
         return None
     return round(max(0.0, float(first) - started.timestamp()), 3)
@@ -222,7 +218,4 @@ def prefix_epochs(stage_rows: list[dict[str, Any]], job: TrialJob,
             if (r["experiment"], r["stage"], r["variant_id"], r["seed"]) ==
             (job.experiment, job.stage, variant, seed) and r["epoch"] <= job.fork_epoch]
     latest = {r["epoch"]: r for r in rows}  # a retried prefix: its last attempt's rows
-    fields = {f.name for f in dataclasses.fields(EpochRecord)}
-    return [EpochRecord(**{**{k: v for k, v in r.items() if k in fields},
-                           "variant_id": job.variant_id, "seed": job.seed,
-                           "trial_id": trial_id}) for _, r in sorted(latest.items())]
+    return relabel_epochs((r for _, r in sorted(latest.items())), job, trial_id)

@@ -16,22 +16,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.store.rows import SECRET_PAIR
+from orchestrator.study.secrets import has_secret, is_secret_key
+from pose_core.config import flatten
+from pose_core.epoch_report import EpochReport
+from pose_core.metrics import METRIC_NAMES
 
 TRACKERS = ("mlflow", "tensorboard", "wandb")
 PIP_PACKAGES = {"mlflow": "mlflow", "tensorboard": "tensorboardX", "wandb": "wandb"}
 MODULES = {"mlflow": "mlflow", "tensorboard": "tensorboardX", "wandb": "wandb"}
-FINAL_METRICS = ("AP", "AP50", "AP75", "AP85", "AR", "PCK05", "loss", "epoch")
+FINAL_METRICS = (*METRIC_NAMES, "loss", "epoch")
 
-# Keys that name credentials, and values that look like one (AWS key ids, user:password@ in a
-# URI, KEY=value pairs whose key names a secret): such params never leave the driver.
-SECRET_KEY = re.compile(r"(?i)(secret|token|password|passwd|credential|access_key|session_key"
-                        r"|api_key|private_key|auth)")
-SECRET_VALUE = re.compile(r"(A[KS]IA[0-9A-Z]{16})|(://[^/\s:@]+:[^/\s@]+@)")
 # The catalog travels in the trial config to the workers: its storage options and paths are
 # deployment details (and may carry credentials), not hyperparameters.
 DROPPED_SECTIONS = ("catalog", "storage_options")
@@ -70,22 +67,16 @@ def tracked_params(config: Mapping[str, Any]) -> dict[str, Any]:
         config = {"experiment": job.experiment, "stage": job.stage,
                   "variant_id": job.variant_id, "seed": job.seed, "scale": job.scale,
                   **job.config.to_dict()}
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, Mapping):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), item)
-        elif value is not None:
-            flat[prefix] = json.dumps(value) if isinstance(value, list | tuple) else value
-
-    walk("", config)
     out = {}
-    for key, value in flat.items():
-        parts = key.split(".")
-        if any(part in DROPPED_SECTIONS for part in parts) or SECRET_KEY.search(key):
+    for key, value in flatten(config).items():
+        if value is None:
             continue
-        if isinstance(value, str) and (SECRET_VALUE.search(value) or SECRET_PAIR.search(value)):
+        value = json.dumps(value) if isinstance(value, list | tuple) else value
+        parts = key.split(".")
+        # Credentials (orchestrator.study.secrets: by name or by value) never leave the driver.
+        if any(part in DROPPED_SECTIONS for part in parts) or is_secret_key(key):
+            continue
+        if isinstance(value, str) and has_secret(value):
             continue
         out[key] = value
     return out
@@ -114,8 +105,8 @@ def final_metrics(result: Mapping[str, Any] | None) -> dict[str, float]:
 def checkpoint_uri(trial: Any) -> str | None:
     """The trial's checkpoint as its reports name it (the row's ``checkpoint_uri``), else
     the last checkpoint Tune registered."""
-    result = trial.last_result or {}
-    if result.get("checkpoint_path"):
-        return str(result["checkpoint_path"])
+    reported = EpochReport.from_dict(trial.last_result or {}).checkpoint_path
+    if reported:
+        return str(reported)
     checkpoint = getattr(trial, "checkpoint", None)
     return str(checkpoint.path) if checkpoint is not None else None

@@ -38,6 +38,7 @@ from orchestrator.data.trialdata import TrialData, assemble
 from orchestrator.study.trials import TrialJob
 from pose_core.config import ConfigError, TrialConfig
 from pose_core.engine import NonFiniteLossError
+from pose_core.epoch_report import EpochReport, TrialFacts
 from pose_core.image_store import ImageStore
 from pose_core.loop import CHECKPOINT_FILE, train_trial
 from pose_core.metrics import METRIC_NAMES
@@ -71,8 +72,10 @@ class _Steps:
     def should_stop(self) -> bool:
         return False  # Ray stops a trial by raising from its report call
 
-    def timing(self) -> dict[str, float]:
-        return {} if self.first_step is None else {"first_step_at": self.first_step}
+    def timed(self, report: EpochReport) -> EpochReport:
+        """``report`` with when the first step ended, and noted as the last epoch reported."""
+        self.last_epoch = report.epoch
+        return dataclasses.replace(report, first_step_at=self.first_step)
 
 
 class TrainSession(_Steps):
@@ -106,11 +109,10 @@ class TrainSession(_Steps):
         with found.as_directory() as directory:
             yield Path(directory) / CHECKPOINT_FILE
 
-    def report(self, metrics: dict[str, Any], checkpoint: Path | None) -> None:
+    def report(self, report: EpochReport, checkpoint: Path | None) -> None:
         import ray.train
 
-        metrics = metrics | self.timing()
-        self.last_epoch = int(metrics.get("epoch", self.last_epoch))
+        metrics = self.timed(report).as_dict()
         if checkpoint is None:
             ray.train.report(metrics)
         else:
@@ -174,11 +176,10 @@ class TuneSession(_Steps):
             path.write_bytes(read_bytes(uri))
             yield path
 
-    def report(self, metrics: dict[str, Any], checkpoint: Path | None) -> None:
+    def report(self, report: EpochReport, checkpoint: Path | None) -> None:
         from orchestrator.store.storage import is_local, join, strip_scheme, write_bytes_atomic
 
-        metrics = metrics | self.timing()
-        self.last_epoch = int(metrics.get("epoch", self.last_epoch))
+        report = self.timed(report)
         if checkpoint is not None:
             uri = join(self.uri, CHECKPOINT_FILE)
             if self.keep_epoch and self.last_epoch == self.keep_epoch:
@@ -192,7 +193,8 @@ class TuneSession(_Steps):
                 os.replace(checkpoint, target)  # same file system: written next to it
             else:
                 write_bytes_atomic(uri, checkpoint.read_bytes())
-            metrics = metrics | {"checkpoint_path": self.uri}
+            report = dataclasses.replace(report, checkpoint_path=self.uri)
+        metrics = report.as_dict()
         if self.report_to is not None:
             self.report_to(metrics)
             return
@@ -262,34 +264,34 @@ def run_job(job: TrialJob, session: TrainSession | TuneSession) -> None:
         catalog = Catalog.from_dict(dict(job.catalog))
         cfg = resolve_weights(job.config, catalog)
         data: TrialData = assemble(cfg, catalog)
-        static = trial_static(cfg, data, session.world) | {
-            "images_skipped": images_skipped(cfg, catalog)}
+        facts = trial_facts(cfg, data, session.world, images_skipped(cfg, catalog))
         if session.rank == 0:
             info = model_info(cfg.model, data.skeleton.num_keypoints, cfg.data.input_size)
-            static |= {"params_m": info.params_m, "gflops": info.gflops}
+            facts = dataclasses.replace(facts, params_m=info.params_m, gflops=info.gflops)
         # Decoded images live once per node (memory-mapped from /dev/shm), shared by every
         # trial there: a node's later trials start without decoding.
-        train_trial(cfg, data.train, data.test, data.skeleton, session, ImageStore(), static)
+        train_trial(cfg, data.train, data.test, data.skeleton, session, ImageStore(), facts)
     except DETERMINISTIC_ERRORS as error:
         if session.world > 1:
             raise  # other ranks wait in a collective: let Ray Train tear the group down
         # NaN metrics: Optuna records the trial as failed, not as a score of 0.
-        session.report({key: float("nan") for key in METRIC_NAMES}
-                       | {"epoch": session.last_epoch, "evaluated": False,
-                          "error": f"{type(error).__name__}: {error}"}, None)
+        nan: dict[str, Any] = dict.fromkeys(METRIC_NAMES, float("nan"))
+        session.report(EpochReport(epoch=session.last_epoch, evaluated=False,
+                                   error=f"{type(error).__name__}: {error}", **nan), None)
 
 
-def trial_static(cfg: TrialConfig, data: TrialData, world: int) -> dict[str, Any]:
+def trial_facts(cfg: TrialConfig, data: TrialData, world: int, skipped: int) -> TrialFacts:
     """Facts about the trial that go into its result row (reported with every epoch)."""
-    return {
-        "subset_digest": data.mixed.digest,
-        "datasets": data.datasets + f",test={cfg.data.test}",
-        "train_images": len(data.train),
-        "test_images": len(data.test),
-        "keypoint_names": list(data.skeleton.keypoints),
-        "workers": world,
-        "node": node_name(),
-    }
+    return TrialFacts(
+        subset_digest=data.mixed.digest,
+        datasets=data.datasets + f",test={cfg.data.test}",
+        train_images=len(data.train),
+        test_images=len(data.test),
+        keypoint_names=tuple(data.skeleton.keypoints),
+        workers=world,
+        node=node_name(),
+        images_skipped=skipped,
+    )
 
 
 def images_skipped(cfg: TrialConfig, catalog: Catalog) -> int:

@@ -9,10 +9,11 @@ with the error text otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-import re
 import subprocess
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -20,15 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.store.schema import EpochRecord, TrialRecord, TrialStatus
+from orchestrator.study.secrets import redact
 from orchestrator.study.trials import TrialJob
 from pose_core.config import TrialConfig
+from pose_core.epoch_report import EpochReport
 from pose_core.metrics import METRIC_NAMES
-
-# ``KEY=value`` / ``KEY: value`` pairs whose key names a credential: redacted from error text.
-SECRET_PAIR = re.compile(
-    r"(?i)\b([A-Z0-9_]*(SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|ACCESS_KEY|SESSION_KEY)"
-    r"[A-Z0-9_]*)\s*[=:]\s*\S+"
-)
 
 
 @cache
@@ -65,18 +62,15 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def redact(text: str | None) -> str | None:
-    """Drop ``KEY=value`` pairs whose key names a credential (errors can echo env vars)."""
-    if text is None:
-        return None
-    return SECRET_PAIR.sub(r"\1=<redacted>", text)
-
-
 def _finite(value: Any) -> float | None:
     if value is None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 @dataclass
@@ -85,7 +79,7 @@ class TrialOutcome:
 
     job: TrialJob
     trial_id: str
-    reports: list[dict[str, Any]]
+    reports: list[EpochReport]
     started_at: datetime
     ended_at: datetime
     error: str | None = None
@@ -101,11 +95,12 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
     job = outcome.job
     cfg = job.config
     run = job.run
-    last = outcome.reports[-1] if outcome.reports else {}
-    evaluated = [r for r in outcome.reports if r.get("evaluated")]
-    best = max(evaluated, key=lambda r: r.get("AP", -1.0)) if evaluated else None
-    epochs_run = int(last.get("epoch", 0))
-    error = outcome.error or last.get("error")
+    last = outcome.reports[-1] if outcome.reports else EpochReport()
+    facts = last.facts
+    evaluated = [r for r in outcome.reports if r.evaluated]
+    best = max(evaluated, key=lambda r: -1.0 if r.AP is None else r.AP) if evaluated else None
+    epochs_run = int(last.epoch)
+    error = outcome.error or last.error
     status: TrialStatus
     if error:
         status = "failed"
@@ -116,34 +111,37 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
     wall = (outcome.ended_at - outcome.started_at).total_seconds()
 
     def metric(key: str) -> float | None:
-        return _finite(last.get(key)) if evaluated else None
+        return _finite(getattr(last, key)) if evaluated else None
+
+    def floats(values: tuple[float, ...] | None) -> list[float] | None:
+        return [float(v) for v in values or ()] or None
 
     v = versions()
-    rates = [r["images_per_s"] for r in outcome.reports if r.get("images_per_s")]
+    rates = [r.images_per_s for r in outcome.reports if r.images_per_s]
     return TrialRecord(
         experiment=experiment, stage=job.stage, variant_id=job.variant_id,
         trial_id=outcome.trial_id, seed=cfg.train.seed, status=status,
-        error=redact(error),
+        error=None if error is None else redact(error),  # errors can echo env vars
         backbone=cfg.model.backbone, head=cfg.model.head, init=cfg.model.init,
         init_checkpoint=cfg.model.weights if cfg.model.init == "checkpoint" else None,
         lr=cfg.train.lr, epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
         augment=cfg.data.augment, real_count=cfg.data.real_count,
         synthetic_count=cfg.data.synthetic_count,
-        datasets=str(last.get("datasets", "")), input_size=cfg.data.input_size,
+        datasets=facts.datasets or "", input_size=cfg.data.input_size,
         loss=cfg.train.loss, schedule=cfg.train.schedule,
         config_json=json.dumps(cfg.to_dict(), sort_keys=True), job_digest=job.digest,
         scale=job.scale,
-        subset_digest=str(last.get("subset_digest", "")),
+        subset_digest=facts.subset_digest or "",
         **{name: metric(name) for name in METRIC_NAMES},  # type: ignore[arg-type]
-        pck_per_keypoint=[float(v) for v in last.get("pck_per_keypoint", [])] or None,
-        keypoint_names=list(last.get("keypoint_names", [])) or None,
-        ap_per_keypoint=[float(v) for v in last.get("ap_per_keypoint", [])] or None,
-        error_per_keypoint=[float(v) for v in last.get("error_per_keypoint", [])] or None,
-        swap_rate_per_keypoint=[float(v) for v in last.get("swap_rate_per_keypoint", [])] or None,
-        sigma_set=cfg.eval.sigmas, sigma_digest=str(last.get("sigma_digest", "")),
+        pck_per_keypoint=floats(last.pck_per_keypoint),
+        keypoint_names=list(facts.keypoint_names or ()) or None,
+        ap_per_keypoint=floats(last.ap_per_keypoint),
+        error_per_keypoint=floats(last.error_per_keypoint),
+        swap_rate_per_keypoint=floats(last.swap_rate_per_keypoint),
+        sigma_set=cfg.eval.sigmas, sigma_digest=last.sigma_digest or "",
         area_rule=cfg.eval.area_rule, pck_normaliser=cfg.eval.pck_normaliser,
-        params_m=_finite(last.get("params_m")), gflops=_finite(last.get("gflops")),
-        best_epoch=int(best["epoch"]) if best else None, epochs_run=epochs_run,
+        params_m=_finite(facts.params_m), gflops=_finite(facts.gflops),
+        best_epoch=int(best.epoch) if best else None, epochs_run=epochs_run,
         wall_s=wall, gpu_hours=wall / 3600 * (run.gpus_per_trial if run else 0.0),
         train_images_per_s=sum(rates) / len(rates) if rates else None,
         checkpoint_uri=outcome.checkpoint_uri,
@@ -151,10 +149,9 @@ def trial_record(experiment: str, outcome: TrialOutcome) -> TrialRecord:
         timm_version=str(v["timm_version"]), ray_version=str(v["ray_version"]),
         git_commit=v["git_commit"],
         started_at=outcome.started_at, ended_at=outcome.ended_at,
-        node=last.get("node"), workers=int(last.get("workers", 1)), use_gpu=bool(run and run.use_gpu),
-        startup_s=outcome.startup_s,
-        images_skipped=int(last["images_skipped"]) if "images_skipped" in last else None,
-        train_images=int(last["train_images"]) if "train_images" in last else None,
+        node=facts.node, workers=1 if facts.workers is None else int(facts.workers),
+        use_gpu=bool(run and run.use_gpu), startup_s=outcome.startup_s,
+        images_skipped=_int(facts.images_skipped), train_images=_int(facts.train_images),
         subset_seed=cfg.data.subset_seed, forked_from=forked_from(job),
         epochs_trained=max(0, epochs_run - (job.fork_epoch if job.fork_of else 0)),
     )
@@ -176,17 +173,30 @@ def epoch_records(experiment: str, outcome: TrialOutcome) -> list[EpochRecord]:
                 experiment=experiment, stage=outcome.job.stage,
                 variant_id=outcome.job.variant_id,
                 trial_id=outcome.trial_id, seed=outcome.config.train.seed,
-                epoch=int(report.get("epoch", 0)), loss=float(report.get("loss", math.nan)),
-                lr=float(report.get("lr", 0.0)),
-                AP=_finite(report.get("AP")) if report.get("evaluated") else None,
-                PCK05=_finite(report.get("PCK05")) if report.get("evaluated") else None,
-                wall_s=float(report.get("time", start)) - start,
-                images_per_s=_finite(report.get("images_per_s")),
+                epoch=int(report.epoch), loss=math.nan if report.loss is None else float(report.loss),
+                lr=0.0 if report.lr is None else float(report.lr),
+                AP=_finite(report.AP) if report.evaluated else None,
+                PCK05=_finite(report.PCK05) if report.evaluated else None,
+                wall_s=(start if report.time is None else float(report.time)) - start,
+                images_per_s=_finite(report.images_per_s),
                 # A fork member's first epoch resumes from its prefix's copy: not a restart.
-                restarted=bool(report.get("restarted", False)) and outcome.job.fork_of is None,
+                restarted=report.restarted and outcome.job.fork_of is None,
             )
         )
     return rows
+
+
+EPOCH_FIELDS = frozenset(f.name for f in dataclasses.fields(EpochRecord))
+
+
+def relabel_epochs(rows: Iterable[Mapping[str, Any]], job: TrialJob,
+                   trial_id: str) -> list[EpochRecord]:
+    """Stored epoch rows of another trial as ``job``'s (a fork member's prefix, a reused
+    trial): the same epochs under its experiment, stage, variant, seed and ``trial_id``."""
+    return [EpochRecord(**{**{k: v for k, v in r.items() if k in EPOCH_FIELDS},
+                           "experiment": job.experiment, "stage": job.stage,
+                           "variant_id": job.variant_id, "seed": job.seed,
+                           "trial_id": trial_id}) for r in rows]
 
 
 def now() -> datetime:

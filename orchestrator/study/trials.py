@@ -37,7 +37,7 @@ from orchestrator.study.scale import (
     Scale,
     get_scale,
 )
-from pose_core.config import ConfigError, TrialConfig, with_values
+from pose_core.config import ConfigError, TrialConfig, flatten, with_values
 
 
 @dataclass(frozen=True)
@@ -367,18 +367,9 @@ def referenced_stages(job: TrialJob) -> set[str]:
 
 def first_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     """``train.epochs 2 -> 3``: the first dotted path whose value differs."""
-    flat_old, flat_new = _flat(old), _flat(new)
+    flat_old, flat_new = flatten(old), flatten(new)
     for path in sorted(set(flat_old) | set(flat_new)):
         if flat_old.get(path) != flat_new.get(path):
             return f"{path} {flat_old.get(path)!r} -> {flat_new.get(path)!r}"
     return "the data catalog entries"
 
-
-def _flat(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            out |= _flat(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
