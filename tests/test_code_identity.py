@@ -1,6 +1,7 @@
 """The training identity covers exactly the code a trial's training runs: TRAINING_MODULES
-equals the pose_core modules the worker's entry reaches (imports inside functions count), a
-real training step imports nothing outside it, and the digest follows those files only."""
+equals the pose_core and orchestrator.data modules the worker's entry reaches (imports inside
+functions count), a real training step imports nothing outside it, and the digest follows
+those files only."""
 
 from __future__ import annotations
 
@@ -28,19 +29,21 @@ def reached_from(entry: str) -> set[str]:
     return seen
 
 
-def test_training_modules_are_the_pose_core_modules_the_worker_reaches() -> None:
+# The packages whose modules decide what a trial trains: the pose library, and the data layer
+# that reads, converts, generates and assembles its images and labels on the node.
+TRAINING_PACKAGES = ("pose_core.", "orchestrator.data.")
+
+
+def test_training_modules_are_the_modules_the_worker_reaches() -> None:
     reached = reached_from(ENTRY)
     listed = set(TRAINING_MODULES)
     assert len(listed) == len(TRAINING_MODULES), "a module is listed twice"
-    pose_core = {name for name in reached if name.startswith("pose_core.")}
-    missing, extra = sorted(pose_core - listed), sorted(
-        name for name in listed if name.startswith("pose_core.") and name not in pose_core)
+    training = {name for name in reached if name.startswith(TRAINING_PACKAGES)}
+    missing, extra = sorted(training - listed), sorted(listed - training)
     assert (missing, extra) == ([], []), (
         f"TRAINING_MODULES in orchestrator/study/trials.py is out of date: add {missing}, "
         f"remove {extra}")
-    # The trial's data assembly is listed, and is run by the worker.
-    assert {n for n in listed if not n.startswith("pose_core.")} == {"orchestrator.data.trialdata"}
-    assert "orchestrator.data.trialdata" in reached
+    assert "orchestrator.data.trialdata" in listed and "pose_core.loop" in listed
     assert all(module_source(name).is_file() for name in TRAINING_MODULES)
 
 

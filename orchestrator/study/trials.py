@@ -165,15 +165,24 @@ def _source(entry: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-# The code a trial's training runs, by dotted module name: every pose_core module that the
-# worker's entry (orchestrator.run.worker) reaches, imports inside functions included (the data
-# readers and the synthetic generator the catalog may run on a node, the model, the loop, the
-# metrics), and the trial's data assembly. Its source is part of the training identity
-# (code_digest); tests/test_code_identity.py keeps the list equal to that import graph, so a
-# module the training starts to use cannot be left out, and a module it does not run (the
-# per-keypoint text table, throughput figures) does not make finished trials look changed.
+# The code a trial's training runs, by dotted module name: every pose_core module and every
+# orchestrator.data module that the worker's entry (orchestrator.run.worker) reaches, imports
+# inside functions included: the model, the loop, the metrics, and what decides the content of
+# the data it trains on (the catalog's readers, label formats and synthetic generator, run on
+# the node, and the trial's data assembly). The rest the worker reaches (the session, storage,
+# the job's definition) is plumbing: what it decides about the training is in the config,
+# which the identity hashes itself. The source of these modules is part of the training
+# identity (code_digest); tests/test_code_identity.py keeps the list equal to that import
+# graph, so a module the training starts to use cannot be left out, and a module it does not
+# run (the per-keypoint text table, throughput figures) does not make finished trials look
+# changed.
 TRAINING_MODULES: tuple[str, ...] = (
+    "orchestrator.data.catalog",
+    "orchestrator.data.label_frames",
+    "orchestrator.data.labels",
+    "orchestrator.data.labels_dlc",
     "orchestrator.data.trialdata",
+    "orchestrator.data.weights",
     "pose_core.augment",
     "pose_core.batch_augment",
     "pose_core.checks",
