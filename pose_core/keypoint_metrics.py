@@ -12,7 +12,7 @@ pycocotools run on a one-keypoint copy of the GT and results exactly (the test c
 so the value means the same as the AP column, one keypoint at a time. It is computed here in
 numpy rather than by K pycocotools runs, which cost K times the full evaluation.
 
-Error and swaps use the same GT-prediction pairs as PCK (:mod:`pose_core.metrics`). The error
+Error and swaps use the same GT-prediction pairs as PCK (:mod:`pose_core.pck`). The error
 of keypoint ``j`` is the mean over labelled, matched GT of ``distance / normaliser`` (the PCK
 normaliser, by default the larger box side). A prediction of ``j`` is swapped when it lies
 nearer the GT of ``j``'s mirror keypoint than the GT of ``j`` (both labelled); the swap rate is

@@ -16,7 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pose_core.config import ModelConfig
-from pose_core.kitpose import unused_code_parameters
+from pose_core.kitpose_head import unused_code_parameters
 from pose_core.models import build_model
 
 FLOP_COUNTER = "torch.utils.flop_counter.FlopCounterMode (FLOPs = 2 x MACs)"

@@ -13,7 +13,7 @@ Hugging Face hub cache (``HF_HOME``; downloaded once per node, shared by its tri
   For ResNets (stride 32) that is exactly SimpleBaseline / MMPose ``HeatmapHead``.
 
 Channels and strides are read from timm's ``feature_info``. ``head="kitpose"`` puts KITPose's
-transformer (:mod:`pose_core.kitpose`) on the heatmap head's K maps.
+transformer (:mod:`pose_core.kitpose_head`) on the heatmap head's K maps.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from pose_core.config import ModelConfig
-from pose_core.kitpose import KeypointInteractiveTransformer
+from pose_core.kitpose_head import KeypointInteractiveTransformer
 from pose_core.skeletons import Skeleton, keypoint_mapping, skeleton_from_coco_category
 
 HEADS = ("heatmap", "kitpose")

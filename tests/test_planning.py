@@ -186,7 +186,7 @@ def test_every_identity_field_changes_the_digest(monkeypatch: pytest.MonkeyPatch
                      "weights": {base.config.model.backbone: "w2.pth"}}):
         assert dataclasses.replace(base, catalog=catalog).digest != base.digest
     before = base.digest
-    monkeypatch.setattr(planning, "code_version", lambda: "another-loop")
+    monkeypatch.setattr(planning, "code_digest", lambda: "another-loop")
     assert base.digest != before
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from pose_core import synth_body as sb
 from pose_core.readers import read_coco
 from pose_core.skeletons import ANIMALPOSE
 from pose_core.synth import Rendered, SynthConfig, generate, render
+from pose_core.synth.body import OWNERS, PART_IDS
 
 SMALL = SynthConfig(images=16, seed=3, workers=1)
 PAWS = [ANIMALPOSE.index(f"{s}_{e}_Paw") for s in "LR" for e in "FB"]
@@ -111,7 +111,7 @@ def test_keypoints_sit_on_the_drawn_body(rendered: list[Rendered]) -> None:
         assert r.silhouette[xy[:, 1], xy[:, 0]].all()
         for j in np.flatnonzero(k[:, 2] == 2):
             x, y = (int(round(v)) for v in k[j, :2])
-            owners = {sb.PART_IDS[p] for p in sb.OWNERS[ANIMALPOSE.keypoints[j]]}
+            owners = {PART_IDS[p] for p in OWNERS[ANIMALPOSE.keypoints[j]]}
             assert r.label[y, x] in owners  # nothing painted over a visible point
         for paw in PAWS:
             if k[paw, 2] == 2:  # a visible paw is drawn: the pixels differ from the bare scene

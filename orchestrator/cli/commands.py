@@ -195,7 +195,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"{values['area_rule']}, PCK normaliser {values['pck_normaliser']}, "
           f"{values['num_instances']} instances")
     if args.per_keypoint:
-        from pose_core.metrics import keypoint_names, keypoint_table
+        from pose_core.keypoint_table import keypoint_names, keypoint_table
 
         print(keypoint_table(result, keypoint_names(args.gt)))
     return 0

@@ -5,8 +5,9 @@ The identity is the job digest (:attr:`orchestrator.study.trials.TrialJob.digest
 conservative: every field of the trial config (training, data, model, evaluation: the
 copied row's metrics must be the ones this trial would have measured), the catalog entries
 of the datasets it reads (so the same subset digest), where its initial weights come from,
-and the code version of the training path (every ``pose_core`` module and the trial's data
-assembly). Any difference in any of them means a new training.
+and the source of the code its training runs (``TRAINING_MODULES``, hashed by
+:func:`orchestrator.study.trials.code_digest`). Any difference in any of them means a new
+training.
 
 A reused trial gets its own row for the new experiment, stage and variant, copied from the
 finished one with ``reused_from`` naming it, and its epoch history; its ``checkpoint_uri``

@@ -158,7 +158,7 @@ def pose_gallery(
     from orchestrator.data.catalog import Catalog
     from orchestrator.data.trialdata import test_set
     from orchestrator.infer.predict import draw_pose, load_trained, predict_instances
-    from pose_core.metrics import instance_oks
+    from pose_core.pck import instance_oks
     from pose_core.readers import load_image
     from pose_core.skeletons import resolve_sigmas
 

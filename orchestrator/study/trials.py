@@ -131,8 +131,8 @@ class TrialJob:
     @property
     def digest(self) -> str:
         """The training identity: the full config, the catalog entries of the datasets it
-        reads (hence the same subsets), where its initial weights come from, and the code
-        version of the training path. Equal digests train the same thing: ``--resume``
+        reads (hence the same subsets), where its initial weights come from, and the source
+        of the code its training runs (:func:`code_digest`). Equal digests train the same thing: ``--resume``
         skips such a finished trial, and any experiment may reuse it (orchestrator.plan.reuse)."""
         data = self.config.data
         used = {n for n in (data.base, data.real, data.synthetic, data.test) if n}
@@ -141,13 +141,13 @@ class TrialJob:
         weights = self.catalog.get("weights", {}).get(self.config.model.backbone)
         blob = json.dumps({"config": self.config.to_dict(), "datasets": entries,
                            "data": self.data_digest, "weights": weights,
-                           "code": code_version()}, sort_keys=True, default=str)
+                           "code": code_digest()}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def checkpoint_name(self, tune_trial_id: str | None = None) -> str:
         """Where the trial keeps its checkpoints: stable per training identity (no
         timestamps), so a rerun of the same training (``--resume``, a retry) continues from
-        them while a changed one (another config, data or code version) starts afresh instead
+        them while a changed one (another config, data or training code) starts afresh instead
         of re-reporting the old run; a sampled trial adds its Tune trial id (kept by
         ``Tuner.restore``), since TPE may sample the same values twice."""
         raw = f"{self.experiment}-{self.stage}-{self.variant_id}-seed{self.seed}"
@@ -165,16 +165,86 @@ def _source(entry: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-@functools.cache
-def code_version() -> str:
-    """Hash of the training path's source: every pose_core module and the trial's data
-    assembly. Any change to them is a new training identity."""
-    root = Path(__file__).resolve().parents[2]
-    files = sorted((root / "pose_core").glob("*.py")) + [root / "orchestrator" / "data" / "trialdata.py"]
+# The code a trial's training runs, by dotted module name: every pose_core module and every
+# orchestrator.data module that the worker's entry (orchestrator.run.worker) reaches, imports
+# inside functions included: the model, the loop, the metrics, and what decides the content of
+# the data it trains on (the catalog's readers, label formats and synthetic generator, run on
+# the node, and the trial's data assembly). The rest the worker reaches (the session, storage,
+# the job's definition) is plumbing: what it decides about the training is in the config,
+# which the identity hashes itself. The source of these modules is part of the training
+# identity (code_digest); tests/test_code_identity.py keeps the list equal to that import
+# graph, so a module the training starts to use cannot be left out, and a module it does not
+# run (the per-keypoint text table, throughput figures) does not make finished trials look
+# changed.
+TRAINING_MODULES: tuple[str, ...] = (
+    "orchestrator.data.catalog",
+    "orchestrator.data.label_frames",
+    "orchestrator.data.labels",
+    "orchestrator.data.labels_dlc",
+    "orchestrator.data.trialdata",
+    "orchestrator.data.weights",
+    "pose_core.augment",
+    "pose_core.batch_augment",
+    "pose_core.checks",
+    "pose_core.coco",
+    "pose_core.codecs",
+    "pose_core.config",
+    "pose_core.czechlynx",
+    "pose_core.dataset",
+    "pose_core.engine",
+    "pose_core.eval_inputs",
+    "pose_core.geometry",
+    "pose_core.image_check",
+    "pose_core.image_store",
+    "pose_core.keypoint_metrics",
+    "pose_core.kitpose_head",
+    "pose_core.loop",
+    "pose_core.losses",
+    "pose_core.metrics",
+    "pose_core.mixing",
+    "pose_core.model_info",
+    "pose_core.models",
+    "pose_core.pck",
+    "pose_core.readers",
+    "pose_core.records",
+    "pose_core.skeletons",
+    "pose_core.synth",
+    "pose_core.synth.body",
+    "pose_core.synth.camera",
+    "pose_core.synth.camera_trap",
+    "pose_core.synth.generator",
+    "pose_core.synth.occluders",
+    "pose_core.synth.paint",
+    "pose_core.synth.scene",
+    "pose_core.trainer",
+)
+
+
+ROOT = Path(__file__).resolve().parents[2]  # the folder holding pose_core/ and orchestrator/
+
+
+def module_source(name: str, root: Path = ROOT) -> Path:
+    """The source file of project module ``name`` (a package: its ``__init__.py``)."""
+    path = root.joinpath(*name.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def source_digest(root: Path) -> str:
+    """Hash of the source of :data:`TRAINING_MODULES` under ``root``, each module as its
+    dotted name and its bytes."""
     digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for name in sorted(TRAINING_MODULES):
+        digest.update(name.encode() + b"\0" + module_source(name, root).read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+@functools.cache
+def code_digest() -> str:
+    """The training code's part of the training identity: any change to the code a trial's
+    training runs is a new identity, and a change anywhere else is not. (Until this release
+    the hash covered every file directly in ``pose_core/``, by file name; see RELIABILITY.md,
+    "Training identity across releases".)"""
+    return source_digest(ROOT)
 
 
 def build_job(
@@ -371,5 +441,5 @@ def first_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     for path in sorted(set(flat_old) | set(flat_new)):
         if flat_old.get(path) != flat_new.get(path):
             return f"{path} {flat_old.get(path)!r} -> {flat_new.get(path)!r}"
-    return "the data catalog entries"
+    return "same config: the training code or the data catalog entries changed"
 

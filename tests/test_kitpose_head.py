@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from pose_core.config import ModelConfig
-from pose_core.kitpose import (
+from pose_core.kitpose_head import (
     ContextPrompts,
     EncoderLayer,
     KeypointInteractiveTransformer,

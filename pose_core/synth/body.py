@@ -1,16 +1,15 @@
-"""The articulated lynx of the synthetic generator: shape, pose, projection, painting, visibility.
+"""The articulated lynx of the synthetic generator: shape, pose and the posed body.
 
 Body frame: x forward, y up, z towards the animal's RIGHT (right-handed, ``forward x up =
 right``); one unit is the withers-to-tail-base length (about 0.75 m on a real lynx). The body
 is tapered capsules, spheres and flat polygons (ears) grouped into parts (torso, neck, head,
-ears, tail, four legs). A camera turns it by a yaw (heading) and an elevation, projects it with
-a weak perspective, and the parts are painted back to front.
+ears, tail, four legs). :mod:`pose_core.synth.camera` turns it by a yaw (heading) and an
+elevation and projects it with a weak perspective; :mod:`pose_core.synth.paint` paints the
+parts back to front.
 
 Keypoints follow Animal-Pose as annotators use it (see the real annotations): F_Elbow is the
 true elbow at the bottom of the chest, F_Knee the carpus, B_Elbow the stifle (true knee),
-B_Knee the hock. Visibility is honest: a keypoint is visible (v=2) only when the part that
-owns it is the one painted at its pixel (nothing painted later covers it) and, for points on a
-rounded surface (eyes, ear bases, nose, throat, tail base), when that surface faces the camera.
+B_Knee the hock.
 """
 
 from __future__ import annotations
@@ -19,10 +18,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
-import cv2
 import numpy as np
-
-from pose_core.skeletons import ANIMALPOSE
 
 PoseKind = Literal["walk", "sit"]
 PART_IDS: dict[str, int] = {
@@ -38,8 +34,6 @@ OWNERS: dict[str, tuple[str, ...]] = {
     "Throat": ("head", "neck"), "TailBase": ("torso", "tail"), "Withers": ("torso", "neck"),
     **{f"{s}_{e}_{j}": (f"leg_{s}{e}",) for s in "LR" for e in "FB" for j in _LEG_JOINTS},
 }  # fmt: skip
-_SHIFT = 4  # cv2 fixed-point bits: sub-pixel drawing keeps thin legs on their keypoints
-_ONE = 1 << _SHIFT
 _SIDES = (("L", -1.0), ("R", 1.0))
 
 
@@ -359,265 +353,3 @@ def _tail(shape: Shape, pose: Pose, points: dict[str, np.ndarray]) -> Part:
     mid, tip = root + 0.7 * shape.tail_len * direction, root + shape.tail_len * direction
     prims = (Prim((root, mid), (0.055, 0.05), "coat"), Prim((mid, tip), (0.05, 0.042), "black"))
     return Part("tail", prims, mid, bias=0.02)
-
-
-# ------------------------------------------------------------------ camera and painting
-
-
-@dataclass(frozen=True)
-class Camera:
-    """Yaw about the vertical, then elevation; weak perspective; image = offset + scale * view."""
-
-    rotation: np.ndarray  # (3, 3) body -> camera; the camera looks along -z with y up
-    center: np.ndarray
-    distance: float
-    scale: float = 1.0
-    offset: tuple[float, float] = (0.0, 0.0)
-
-    @classmethod
-    def looking_at(cls, body: Body, pose: Pose) -> Camera:
-        c, s = math.cos(pose.yaw), math.sin(pose.yaw)
-        yaw = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-        ce, se = math.cos(pose.elevation), math.sin(pose.elevation)
-        tilt = np.array([[1.0, 0.0, 0.0], [0.0, ce, -se], [0.0, se, ce]])
-        return cls(tilt @ yaw, body.center, pose.distance)
-
-    @property
-    def toward(self) -> np.ndarray:
-        """Unit vector from the animal to the camera, in body coordinates."""
-        return np.asarray(self.rotation[2])
-
-    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(N, 3)`` body points -> ``(N, 2)`` pixels and ``(N,)`` pixels per body unit."""
-        view = (np.asarray(points, dtype=np.float64) - self.center) @ self.rotation.T
-        k = self.scale * self.distance / (self.distance - view[:, 2])
-        return np.stack([self.offset[0] + k * view[:, 0], self.offset[1] - k * view[:, 1]], 1), k
-
-
-def _bounds(prims: tuple[Prim, ...], camera: Camera) -> tuple[np.ndarray, np.ndarray]:
-    lows, highs = [], []
-    for prim in prims:
-        xy, k = camera.project(np.stack(prim.points))
-        r = (np.asarray(prim.radii) * k)[:, None]
-        lows.append((xy - r).min(0))
-        highs.append((xy + r).max(0))
-    return np.min(lows, 0), np.max(highs, 0)
-
-
-def extent(body: Body, camera: Camera) -> tuple[float, float, float, float]:
-    """Projected ``(x0, y0, x1, y1)`` of the whole animal, radii included."""
-    lo, hi = _bounds(tuple(p for part in body.parts for p in part.prims), camera)
-    return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
-
-
-def order_parts(body: Body, camera: Camera) -> list[tuple[float, Part]]:
-    """Back-to-front painting order as ``(closeness to the camera, part)``; torso is 0.
-
-    Legs are compared with the torso where they attach: the side of the body first, then
-    front legs before the chest and hind legs behind the rump, so a near-side leg paints over
-    the flank and a far-side leg goes behind it whatever the heading.
-    """
-    t = camera.toward
-    keyed = []
-    for part in body.parts:
-        if part.name.startswith("leg_"):
-            key = float((part.anchor[2] - body.center[2]) * t[2] + part.bias * t[0])
-        else:
-            key = float((part.anchor - body.center) @ t) + part.bias
-        keyed.append((key, part))
-    return sorted(keyed, key=lambda item: item[0])
-
-
-MATERIALS = ("coat", "light", "cream", "dark", "black", "inner")
-_CONSTANT = {"cream": (188.0, 208.0, 222.0), "dark": (38.0, 42.0, 50.0),
-             "black": (22.0, 22.0, 25.0), "inner": (170.0, 180.0, 195.0)}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Coat:
-    """Fur over the animal's box only (cheap): ``(h, w, 3)`` float32 images at ``origin``."""
-
-    origin: tuple[int, int]
-    coat: np.ndarray  # tawny base, dark spots, fur grain
-    light: np.ndarray  # the paler face tone with fainter spots
-
-
-def coat_textures(
-    shape: Shape, rng: np.random.Generator, box: tuple[int, int, int, int], px_per_unit: float
-) -> Coat:
-    """The coat over ``box`` ``(x0, y0, x1, y1)`` in frame pixels; spots scale with the animal."""
-    x0, y0, x1, y1 = box
-    width, height = max(x1 - x0, 1), max(y1 - y0, 1)
-    base = np.array(shape.coat, np.float32)
-    low = cv2.resize(
-        rng.standard_normal((4, 5)).astype(np.float32),
-        (width, height),
-        interpolation=cv2.INTER_CUBIC,
-    )
-    grain = rng.standard_normal((height, width)).astype(np.float32)
-    coat = base * (1.0 + 0.1 * low[..., None]) + 7.0 * grain[..., None]
-    spots = np.zeros((height, width), np.float32)
-    r = max(0.8, shape.spot_r * px_per_unit)
-    n = int(shape.spot_density * width * height / (3.2 * r) ** 2)
-    xs, ys = rng.uniform(0, width, n), rng.uniform(0, height, n)
-    sizes, turns = rng.uniform(0.6, 1.3, n) * r, rng.uniform(0, 180, n)
-    for x, y, size, turn in zip(xs, ys, sizes, turns, strict=True):
-        axes = (int(size * _ONE), int(size * 0.7 * _ONE))
-        centre = (int(x * _ONE), int(y * _ONE))
-        cv2.ellipse(spots, centre, axes, float(turn), 0, 360, 1.0, -1, cv2.LINE_AA, _SHIFT)
-    spots = 0.8 * spots[..., None]
-    coat = coat * (1 - spots) + np.array((30.0, 38.0, 52.0), np.float32) * spots
-    light = 0.65 * coat + 0.35 * np.array(_CONSTANT["cream"], np.float32) + 0.2 * (base - coat)
-    return Coat((x0, y0), coat, light)
-
-
-def _fixed(xy: np.ndarray) -> np.ndarray:
-    return np.round(np.asarray(xy) * _ONE).astype(np.int32)
-
-
-def _draw_prim(img: np.ndarray, xy: np.ndarray, radii: np.ndarray, value: int) -> None:
-    """Fill one projected primitive; ``xy`` ``(N, 2)`` and ``radii`` ``(N,)`` in pixels."""
-    if len(xy) >= 3:
-        cv2.fillPoly(img, [_fixed(xy)], value, cv2.LINE_8, _SHIFT)
-        return
-    for p, r in zip(_fixed(xy), radii, strict=True):
-        cv2.circle(
-            img,
-            (int(p[0]), int(p[1])),
-            max(int(r * _ONE), _ONE // 2),
-            value,
-            -1,
-            cv2.LINE_8,
-            _SHIFT,
-        )
-    d = xy[-1] - xy[0]
-    norm = float(np.hypot(d[0], d[1]))
-    if len(xy) == 2 and norm > 1e-6:
-        n = np.array([-d[1], d[0]]) / norm
-        quad = np.stack(
-            [xy[0] + n * radii[0], xy[1] + n * radii[1], xy[1] - n * radii[1], xy[0] - n * radii[0]]
-        )
-        cv2.fillConvexPoly(img, _fixed(quad), value, cv2.LINE_8, _SHIFT)
-
-
-def paint(canvas: np.ndarray, label: np.ndarray, body: Body, camera: Camera, coat: Coat) -> None:
-    """Paint the animal back to front: colour into ``canvas`` ``(H, W, 3)`` float32, part ids
-    into ``label`` ``(H, W)`` uint8. Far-side parts are shaded darker."""
-    t = camera.toward
-    ears_front = float((body.points["Nose"] - body.points["L_EarBase"]) @ t) > 0
-    for key, part in order_parts(body, camera):
-        prims = part.prims
-        if part.order_prims:
-            prims = tuple(
-                sorted(prims, key=lambda p: float(np.mean(p.points, axis=0) @ t) + p.bias)
-            )
-        if part.name.startswith("ear_") and ears_front:
-            tri = prims[0].points
-            middle = (tri[0] + tri[1] + tri[2]) / 3
-            inner = Prim(tuple(0.6 * p + 0.4 * middle for p in tri), (0.0, 0.0, 0.0), "inner")
-            prims = (prims[0], inner, *prims[1:])
-        _paint_part(
-            canvas, label, PART_IDS[part.name], prims, camera, coat, 0.8 if key < -0.05 else 1.0
-        )
-        if part.name == "head":
-            _paint_face(canvas, body, camera)
-
-
-def _paint_part(
-    canvas: np.ndarray,
-    label: np.ndarray,
-    part_id: int,
-    prims: tuple[Prim, ...],
-    camera: Camera,
-    coat: Coat,
-    light: float,
-) -> None:
-    """One part: a mask, shading from its distance transform (rounded look), texture, alpha."""
-    cx, cy = coat.origin
-    lo, hi = _bounds(prims, camera)
-    x0, y0 = max(int(lo[0]) - 2, cx), max(int(lo[1]) - 2, cy)
-    x1, y1 = (
-        min(int(hi[0]) + 3, cx + coat.coat.shape[1]),
-        min(int(hi[1]) + 3, cy + coat.coat.shape[0]),
-    )
-    if x1 <= x0 or y1 <= y0:
-        return
-    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    material = np.zeros_like(mask)
-    thick = 1.0
-    for prim in prims:
-        xy, k = camera.project(np.stack(prim.points))
-        radii = np.asarray(prim.radii) * k
-        thick = max(thick, float(radii.max()))
-        for img, value in ((mask, 255), (material, MATERIALS.index(prim.material))):
-            _draw_prim(img, xy - np.array([x0, y0]), radii, value)
-    inside = mask > 0
-    if not inside.any():
-        return
-    dist = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
-    shade = light * (0.6 + 0.4 * np.sqrt(np.minimum(dist / (0.75 * thick), 1.0)))
-    color = np.empty((*mask.shape, 3), np.float32)
-    textures = {"coat": coat.coat, "light": coat.light}
-    for index, name in enumerate(MATERIALS):
-        where = material == index
-        if not where.any():
-            continue
-        if name in textures:
-            color[where] = textures[name][y0 - cy : y1 - cy, x0 - cx : x1 - cx][where]
-        else:
-            color[where] = _CONSTANT[name]
-    alpha = cv2.GaussianBlur(inside.astype(np.float32), (3, 3), 0.6)[..., None]
-    roi = canvas[y0:y1, x0:x1]
-    roi *= 1.0 - alpha
-    roi += alpha * color * shade[..., None]
-    label[y0:y1, x0:x1][inside] = part_id
-
-
-def _paint_face(canvas: np.ndarray, body: Body, camera: Camera) -> None:
-    """Amber eyes with dark pupils and the nose, where their surface faces the camera."""
-    t = camera.toward
-    for name in ("L_Eye", "R_Eye", "Nose"):
-        normal, threshold = body.normals[name]
-        if float(normal @ t) <= threshold:
-            continue
-        xy, k = camera.project(body.points[name][None])
-        centre = (int(xy[0, 0] * _ONE), int(xy[0, 1] * _ONE))
-        r = max(int(0.021 * k[0] * _ONE), _ONE)
-        cv2.circle(canvas, centre, r, (25.0, 25.0, 25.0), -1, cv2.LINE_AA, _SHIFT)
-        inner = (40.0, 150.0, 190.0) if name != "Nose" else (70.0, 75.0, 115.0)
-        cv2.circle(canvas, centre, max(int(r * 0.65), _ONE // 2), inner, -1, cv2.LINE_AA, _SHIFT)
-        if name != "Nose":
-            cv2.circle(
-                canvas,
-                centre,
-                max(int(r * 0.3), _ONE // 4),
-                (15.0, 15.0, 15.0),
-                -1,
-                cv2.LINE_AA,
-                _SHIFT,
-            )
-
-
-def project_keypoints(body: Body, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
-    """``(K, 2)`` pixels in ANIMALPOSE order; ``(K,)`` bool: its surface faces the camera."""
-    names = ANIMALPOSE.keypoints
-    xy, _ = camera.project(np.stack([body.points[n] for n in names]))
-    t = camera.toward
-    facing = [
-        n not in body.normals or float(body.normals[n][0] @ t) > body.normals[n][1] for n in names
-    ]
-    return xy, np.array(facing)
-
-
-def visibility(xy: np.ndarray, facing: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """``(K, 3)`` COCO keypoints: v=2 seen, v=1 in the frame but hidden, v=0 (and 0, 0) outside."""
-    height, width = label.shape
-    out = np.zeros((len(xy), 3), np.float32)
-    for k, name in enumerate(ANIMALPOSE.keypoints):
-        x, y = float(xy[k, 0]), float(xy[k, 1])
-        if not (0.0 <= x <= width - 1 and 0.0 <= y <= height - 1):
-            continue
-        painted = int(label[int(round(y)), int(round(x))])
-        seen = bool(facing[k]) and painted in {PART_IDS[p] for p in OWNERS[name]}
-        out[k] = (x, y, 2.0 if seen else 1.0)
-    return out
