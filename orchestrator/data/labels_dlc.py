@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.data.label_frames import Animal, Frame, Layout, check_pairs, number
+from orchestrator.data.label_frames import Animal, Frame, Layout, check_pairs, number, short
 from pose_core.records import DataError, ReadReport
 
 UNIQUE = "single"  # DeepLabCut's individual name for unique (non-animal) body parts
@@ -95,8 +95,12 @@ def _read_table(file: Path) -> Table:
 
 
 def _read_csv(file: Path) -> Table:
-    with open(file, newline="", encoding="utf-8-sig") as handle:
-        rows = list(csv.reader(handle))
+    try:
+        with open(file, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DataError(str(file), "whole file", "(csv)", f"cannot read: {short(error)}",
+                        "a DeepLabCut CollectedData CSV") from None
     if len(rows) < 3 or not rows[0] or rows[0][0] != "scorer":
         raise DataError(str(file), "line 1", "scorer", "not a DeepLabCut header",
                         "rows scorer, [individuals,] bodyparts, coords")
@@ -154,6 +158,13 @@ def _keypoints(
         if unknown is not None:
             raise DataError(str(file), "header", "bodyparts", f"unknown body part {unknown!r}",
                             f"one of {config_path} bodyparts {list(names)}")
+    absent = [n for n in names if n not in header]
+    if absent:
+        files = ", ".join(f.name for f, _ in tables)
+        raise DataError(str(config_path), "bodyparts", "bodyparts",
+                        f"{short(absent, 60)} listed but no column in {short(files, 60)}: "
+                        "never labelled", "every listed body part labelled in some frame "
+                        "(label it, or remove it from bodyparts)")
     return names
 
 
