@@ -172,13 +172,13 @@ def _checked_task(
         return DataError(file, record, field, problem, expected)
 
     if not isinstance(task, dict):
-        raise fail("(task)", f"got {type(task).__name__}", "an object")
+        raise fail("(task)", f"got {short(json.dumps(task))}", "an object")
     key = next((k for k in ("annotations", "completions") if k in task), None)
     if key is None:
         raise fail("annotations", "missing", "a list of annotations (or completions)")
     annotations = task[key]
     if not isinstance(annotations, list):
-        raise fail(key, f"got {type(annotations).__name__}", "a list")
+        raise fail(key, f"got {short(json.dumps(annotations))}", "a list")
     if not annotations:
         report.skip("tasks without annotations")
         return None
@@ -207,13 +207,13 @@ def _check_keypoint(fail: Any, where: str, item: dict[str, Any]) -> None:
         raise fail(f"{where}.value", "missing", "an object with x, y and keypointlabels")
     for name in ("x", "y"):
         if isinstance(value.get(name), bool) or not isinstance(value.get(name), int | float):
-            raise fail(f"{where}.value.{name}", f"got {short(value.get(name))}", "a number (%)")
+            raise fail(f"{where}.value.{name}", f"got {short(repr(value.get(name)))}", "a number (%)")
     labels = value.get("keypointlabels")
     if not (isinstance(labels, list) and labels and all(isinstance(n, str) for n in labels)):
-        raise fail(f"{where}.value.keypointlabels", f"got {short(labels)}", "a body part name")
+        raise fail(f"{where}.value.keypointlabels", f"got {short(repr(labels))}", "a body part name")
     for name in ("original_width", "original_height"):
         if isinstance(item.get(name), bool) or not isinstance(item.get(name), int | float):
-            raise fail(f"{where}.{name}", f"got {short(item.get(name))}", "the image size")
+            raise fail(f"{where}.{name}", f"got {short(repr(item.get(name)))}", "the image size")
 
 
 def _with_video(fail: Any, task: dict[str, Any], folder: Path) -> dict[str, Any]:
