@@ -168,6 +168,17 @@ def test_predictions_only_formats_say_so(tmp_path: Path, kind: str,
         read_labels(path)
 
 
+def test_labelled_nwb_on_a_video_reads(tmp_path: Path) -> None:
+    import sleap_io as sio
+
+    sio.save_nwb(sleap_labels(movie(tmp_path), 3), str(tmp_path / "mouse.nwb"))
+    instances, skeleton, report = read_labels(tmp_path / "mouse.nwb",
+                                              frames_dir=tmp_path / "extracted")
+    assert report.kept == 3 and skeleton.keypoints == NAMES
+    assert all(Path(i.image_path).is_file() for i in instances)
+    np.testing.assert_allclose(instances[1].keypoints[:, :2], points(1), atol=1e-3)
+
+
 def test_predictions_only_labels_stop_the_sweep_before_ray(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -404,8 +415,8 @@ def test_a_body_part_never_labelled_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(DataError) as caught:
         read_labels(root)
     assert str(caught.value).startswith(f"{root / 'config.yaml'}: bodyparts: field "
-                                        "'bodyparts': ['tailbase'] listed but no column in "
-                                        "CollectedData_me.csv: never labelled")
+                                        "'bodyparts': ['tailbase'] listed but in no column "
+                                        "of CollectedData_me.csv")
     import sleap_io as sio
 
     video = sio.Video.from_filename(images(tmp_path / "frames", 2))
@@ -432,6 +443,8 @@ def test_a_misspelt_dataset_name_is_an_error_naming_the_set_read(
            in one_line_error(err)
     shared = Catalog.from_file(_write(tmp_path / "c.toml", '[datasets.mouse]\ncoco = "m.json"\n'))
     shared.check_read({"lynx-test", "lynx-train"})  # an entry for other experiments is fine
+    both = Catalog.from_file(_write(tmp_path / "d.toml", '[datasets.lynx-train]\ncoco = "t.json"\n'))
+    both.check_read({"lynx-test", "lynx-train"})  # read itself: not a misspelling of lynx-test
 
 
 def _write(path: Path, text: str) -> Path:

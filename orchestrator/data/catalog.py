@@ -245,7 +245,7 @@ class Catalog:
         reads and the file does not define, is a misspelling: without this check that set
         silently falls back to generated data (``[datasets.animalpos]`` for ``animalpose``)."""
         read = set(read)
-        fallback = sorted(n for n in read if n not in self.defined)
+        fallback = sorted(n for n in read if n in self.datasets and n not in self.defined)
         for name in self.defined:
             near = _nearest(name, fallback) if name not in read else None
             if near is not None:

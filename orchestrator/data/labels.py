@@ -190,8 +190,7 @@ def _check_every_keypoint(instances: list[Instance], layout: Layout, file: str) 
     if never:
         raise DataError(file, "whole file", "keypoints",
                         f"{never[:5]} never labelled in {len(instances)} instance(s)",
-                        "every body part labelled in some frame (label it, or drop it from "
-                        "the skeleton)")
+                        "every body part labelled: label it, or remove it from the skeleton")
 
 
 def skeleton_of(layout: Layout) -> Skeleton:

@@ -162,9 +162,8 @@ def _keypoints(
     if absent:
         files = ", ".join(f.name for f, _ in tables)
         raise DataError(str(config_path), "bodyparts", "bodyparts",
-                        f"{short(absent, 60)} listed but no column in {short(files, 60)}: "
-                        "never labelled", "every listed body part labelled in some frame "
-                        "(label it, or remove it from bodyparts)")
+                        f"{short(absent, 60)} listed but in no column of {short(files, 60)}",
+                        "every body part labelled: label it, or remove it from bodyparts")
     return names
 
 
