@@ -35,8 +35,11 @@ def content_format(path: Path) -> tuple[str | None, str]:
         return "dlc", WHAT["dlc"]
     if path.name == "data.yaml":
         return "ultralytics", WHAT["ultralytics"]
-    with open(path, "rb") as handle:
-        head = handle.read(1024)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1024)
+    except OSError as error:
+        return None, f"unreadable ({error.strerror or error})"
     if head.startswith(b"MATLAB"):
         return "leap", WHAT["leap"]
     if head.startswith(HDF5):

@@ -74,3 +74,11 @@ def short(value: Any, limit: int = 80) -> str:
         text = value if isinstance(value, str) else repr(value)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def yaml_problem(error: BaseException) -> str:
+    """A YAML (or file) error in one line: PyYAML's problem and line, not its five-line report."""
+    mark, problem = getattr(error, "problem_mark", None), getattr(error, "problem", None)
+    if mark is not None and problem:
+        return short(f"line {mark.line + 1}, column {mark.column + 1}: {problem}")
+    return short(error)

@@ -17,7 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.data.label_frames import Animal, Frame, Layout, check_pairs, number, short
+from orchestrator.data.label_frames import (
+    Animal,
+    Frame,
+    Layout,
+    check_pairs,
+    number,
+    short,
+    yaml_problem,
+)
 from pose_core.records import DataError, ReadReport
 
 UNIQUE = "single"  # DeepLabCut's individual name for unique (non-animal) body parts
@@ -65,7 +73,8 @@ def _read_config(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
-        raise DataError(str(path), "whole file", "(yaml)", f"cannot read: {error}") from None
+        raise DataError(str(path), "whole file", "(yaml)",
+                        f"cannot read: {yaml_problem(error)}") from None
     if not isinstance(data, dict):
         raise DataError(str(path), "whole file", "(yaml)", "not a mapping", "DeepLabCut config")
     return data
@@ -130,7 +139,7 @@ def _read_h5(file: Path) -> Table:
     try:
         frame = pd.read_hdf(file)
     except (OSError, ValueError, KeyError, ImportError) as error:
-        raise DataError(str(file), "whole file", "(hdf5)", f"cannot read: {error}",
+        raise DataError(str(file), "whole file", "(hdf5)", f"cannot read: {short(error)}",
                         "a DeepLabCut CollectedData .h5") from None
     levels = frame.columns.nlevels
     if levels not in (3, 4):

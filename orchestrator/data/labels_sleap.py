@@ -28,7 +28,14 @@ from typing import Any
 import numpy as np
 
 from orchestrator.data.label_content import WHAT
-from orchestrator.data.label_frames import Animal, Frame, Layout, check_pairs, short
+from orchestrator.data.label_frames import (
+    Animal,
+    Frame,
+    Layout,
+    check_pairs,
+    short,
+    yaml_problem,
+)
 from pose_core.records import DataError, ReadReport
 
 PREDICTIONS_ONLY = ("jabs", "analysis_h5")
@@ -249,7 +256,7 @@ def _ultralytics(path: Path, split: str | None) -> tuple[list[Any], tuple[tuple[
         config = yaml.safe_load(config_file.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise DataError(str(config_file), "whole file", "(yaml)",
-                        f"cannot read: {short(error)}") from None
+                        f"cannot read: {yaml_problem(error)}") from None
     if not isinstance(config, dict):
         raise DataError(str(config_file), "whole file", "(yaml)", "not a mapping",
                         "an Ultralytics data.yaml")
