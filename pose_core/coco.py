@@ -40,8 +40,23 @@ def _load_json(file: str) -> dict[str, Any]:
     return data
 
 
+def _category_listing(categories: list[Any], annotations: list[Any]) -> str:
+    """``'cat' (id 1, 12 instances), ...``: what a user can choose with ``category``."""
+    counts: dict[Any, int] = {}
+    for ann in annotations:
+        if isinstance(ann, dict):
+            counts[ann.get("category_id")] = counts.get(ann.get("category_id"), 0) + 1
+    listing = ", ".join(
+        f"{c.get('name')!r} K={len(c['keypoints'])} (id {c.get('id')}, "
+        f"{counts.get(c.get('id'), 0)} instances)"
+        for c in categories if isinstance(c, dict) and c.get("keypoints")
+    )
+    return listing if len(listing) <= 160 else listing[:157] + "..."
+
+
 def _select_categories(
-    file: str, categories: list[Any], category: str | int | None
+    file: str, categories: list[Any], category: str | int | None,
+    annotations: list[Any] | None = None,
 ) -> tuple[dict[int, str], Skeleton]:
     """Returns ``{category_id: name}`` of the categories to read, and their shared skeleton."""
     cats = [c for c in categories if isinstance(c, dict) and c.get("keypoints")]
@@ -49,27 +64,24 @@ def _select_categories(
         key = "name" if isinstance(category, str) else "id"
         cats = [c for c in cats if c.get(key) == category]
         if not cats:
-            listing = [(c.get("id"), c.get("name")) for c in categories if isinstance(c, dict)]
             raise DataError(
                 file,
                 f"category {category!r}",
                 key,
                 "no keypoint category matches",
-                f"one of {listing}",
+                f"one of {_category_listing(categories, annotations or [])}",
             )
     if not cats:
         raise DataError(file, "categories", "keypoints", "no category has keypoints")
     kinds = {tuple(c["keypoints"]) for c in cats}
     if len(kinds) > 1:
-        kinds_text = "; ".join(
-            f"id {c.get('id')} {c.get('name')!r} K={len(c['keypoints'])}" for c in cats
-        )
         raise DataError(
             file,
             "categories",
             "keypoints",
-            f"categories have different keypoint lists ({kinds_text})",
-            "one category chosen with category=",
+            f"categories have different keypoint lists: "
+            f"{_category_listing(cats, annotations or [])}",
+            "one chosen: category = NAME in the catalog, --category NAME on data convert",
         )
     skeleton = skeleton_from_coco_category(cats[0], file)
     return {int(c["id"]): str(c.get("name", c["id"])) for c in cats}, skeleton
@@ -116,7 +128,9 @@ def read_coco(
     """
     file = str(path)
     data = _load_json(file)
-    cat_names, skeleton = _select_categories(file, data["categories"], category)
+    cat_names, skeleton = _select_categories(
+        file, data["categories"], category, data["annotations"]
+    )
     root = Path(image_root) if image_root is not None else default_image_root(file)
     images = _image_table(file, data["images"], root)
     stem = Path(file).stem

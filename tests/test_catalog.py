@@ -79,7 +79,7 @@ def test_relative_paths_are_relative_to_the_catalog(
 
 def test_dataset_keys_are_the_entry_fields() -> None:
     assert dataset_keys() == ("coco", "czechlynx", "images", "split", "generate", "labels",
-                              "format", "sigmas", "bad_images")
+                              "format", "category", "sigmas", "bad_images")
     assert DatasetEntry("x", generate={"images": 3}).bad_images == "stop"
 
 

@@ -150,7 +150,7 @@ def test_coco_categories_with_different_keypoints(tmp_path: Path) -> None:
     )
     path.write_text(json.dumps(data))
     error = expect_error(lambda: read_coco(path), path, "categories", "keypoints")
-    assert "'cat' K=3" in str(error) and "'bird' K=2" in str(error)
+    assert "'cat' K=3 (id 1, " in str(error) and "'bird' K=2 (id 2, 1 instances)" in str(error)
     instances, skeleton, report = read_coco(path, category="bird")
     assert skeleton.keypoints == ("beak", "tail") and [i.annotation_id for i in instances] == [18]
     assert report.skipped["other category"] == 1

@@ -232,14 +232,10 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_data_convert(args: argparse.Namespace) -> int:
-    if args.format == "czechlynx":
-        from pose_core.readers import czechlynx_to_coco
+    from orchestrator.data.labels import to_coco
 
-        report = czechlynx_to_coco(args.csv, args.out, split=args.split, image_root=args.images)
-    else:
-        from orchestrator.data.labels import to_coco
-
-        report = to_coco(args.format, args.csv, args.out, frames_dir=args.frames)
+    report = to_coco(args.format, args.csv, args.out, frames_dir=args.frames, split=args.split,
+                     category=args.category, images=args.images)
     print(report.summary(), file=sys.stderr)
     print(args.out)
     return 0

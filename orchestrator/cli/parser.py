@@ -280,11 +280,15 @@ def add_tool_commands(sub: Any) -> None:
         "posetune data convert czechlynx CzechLynx.csv --split pose:train --out lynx_train.json"])
     p.add_argument("format", choices=["czechlynx", *LABEL_FORMATS],
                    help="the source's format (dlc: a DeepLabCut project folder, config.yaml "
-                   "or CollectedData csv/h5; slp, nwb, ...: read by sleap-io)")
+                   "or CollectedData csv/h5; slp, nwb, ...: read by sleap-io; jabs and "
+                   "analysis_h5 hold predictions only and are refused with their counts)")
     p.add_argument("csv", metavar="SRC", help="the label source: a file or project folder")
     p.add_argument("--out", required=True, help="the COCO keypoint JSON to write")
-    p.add_argument("--split", help="czechlynx: e.g. pose:train or geo_aware:test; other "
-                   "formats: train or test (a contiguous 80/20 split)")
+    p.add_argument("--split", help="czechlynx: e.g. pose:train or geo_aware:test; "
+                   "ultralytics: the dataset's own split (train, val, test); other formats: "
+                   "train or test (a contiguous 80/20 split)")
+    p.add_argument("--category", help="coco only: the one category to read from a file with "
+                   "several (by name)")
     p.add_argument("--images", help="czechlynx only: image root (default: the CSV's folder)")
     p.add_argument("--frames", help="where frames of video-backed sources are written as "
                    "PNG (default: OUT's folder/frames)")

@@ -24,12 +24,18 @@ A catalog is a TOML file::
     split = "train"                                # first 80% of frames; "test": last 20%
     sigmas = { snout = 0.026, leftear = 0.035, rightear = 0.035, tailbase = 0.079 }
 
+    [datasets.dogs]
+    coco = "/data/pets/keypoints.json"
+    category = "dog"                               # one category of a multi-category file
+
     [weights]                                      # ImageNet weights for model.init = "imagenet"
     hrnet_w32 = "/weights/hrnet_w32.pth"
 
 The file is read strictly: an unknown section or key is an error that names the nearest
 valid one (``[dataset]`` -> ``did you mean [datasets]?``), and every ``[weights]`` key must be
-a timm model name. Relative paths (``coco``, ``czechlynx``, ``images``, ``data_dir`` and the
+a timm model name. A sweep checks the dataset names too (:meth:`Catalog.check_read`): an entry
+that no trial reads, named like a set a trial does read that the file does not define (which
+would fall back to generated data), is an error naming that set. Relative paths (``coco``, ``czechlynx``, ``images``, ``data_dir`` and the
 ``[weights]`` files) are relative to the catalog file's own folder, not to the working
 directory: each trial runs in a folder of its own. ``~`` is expanded; ``s3://`` URIs are kept.
 
@@ -94,6 +100,7 @@ class DatasetEntry:
     generate: dict[str, Any] | None = None
     labels: str | None = field(default=None, metadata=_PATH)  # any format labels.py reads
     format: str | None = None  # of labels; inferred from the path when absent
+    category: str | None = None  # one category (by name) of a multi-category COCO file
     sigmas: dict[str, float] | None = None  # OKS sigma by keypoint name (eval.sigmas="default")
     bad_images: BadImages = "stop"
     # Set by Catalog.check_images under bad_images = "skip", never read from the file: the
@@ -110,6 +117,12 @@ class DatasetEntry:
             )
         if self.format is not None and not self.labels:
             raise CatalogError(f"catalog entry [datasets.{self.name}]: format is for labels")
+        if self.split is not None and not (self.czechlynx or self.labels):
+            raise CatalogError(f"catalog entry [datasets.{self.name}]: split is for labels and "
+                               "czechlynx entries (a COCO file as labels = ... splits 80/20)")
+        if self.category is not None and not (self.coco or self.labels):
+            raise CatalogError(f"catalog entry [datasets.{self.name}]: category is for COCO "
+                               "files (coco = ..., or labels = ... in COCO format)")
         if self.bad_images not in typing.get_args(BadImages):
             raise CatalogError(
                 f"catalog entry [datasets.{self.name}]: bad_images = {self.bad_images!r}; "
@@ -154,6 +167,7 @@ class Catalog:
     weights: dict[str, str] = field(default_factory=dict)
     data_dir: str = field(default_factory=default_data_dir)
     source: str = "<default>"
+    defined: tuple[str, ...] = ()  # the names the catalog file itself defines
 
     @classmethod
     def default(
@@ -199,7 +213,7 @@ class Catalog:
             datasets[name] = _dataset_entry(name, values, path, folder)
         weights = _weights(raw.get("weights", {}), path, folder)
         data_dir = _resolved(raw["data_dir"], folder) if "data_dir" in raw else base.data_dir
-        return cls(datasets, weights, data_dir, str(path))
+        return cls(datasets, weights, data_dir, str(path), tuple(raw.get("datasets", {})))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, to ship to Ray workers inside the trial config."""
@@ -208,12 +222,14 @@ class Catalog:
             "weights": self.weights,
             "data_dir": self.data_dir,
             "source": self.source,
+            "defined": list(self.defined),
         }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Catalog:
         datasets = {n: DatasetEntry(**e) for n, e in values["datasets"].items()}
-        return cls(datasets, values["weights"], values["data_dir"], values["source"])
+        return cls(datasets, values["weights"], values["data_dir"], values["source"],
+                   tuple(values.get("defined", ())))
 
     def entry(self, name: str) -> DatasetEntry:
         if name not in self.datasets:
@@ -224,6 +240,21 @@ class Catalog:
             )
         return self.datasets[name]
 
+    def check_read(self, read: Iterable[str]) -> None:
+        """An entry of the catalog file that no trial reads, named like a set that a trial
+        reads and the file does not define, is a misspelling: without this check that set
+        silently falls back to generated data (``[datasets.animalpos]`` for ``animalpose``)."""
+        read = set(read)
+        fallback = sorted(n for n in read if n in self.datasets and n not in self.defined)
+        for name in self.defined:
+            near = _nearest(name, fallback) if name not in read else None
+            if near is not None:
+                raise CatalogError(
+                    f"catalog {self.source}: [datasets.{name}] is read by no trial, and "
+                    f"{near!r} (read) is not defined, so it would be generated data; did you "
+                    f"mean [datasets.{near}]?"
+                )
+
     def load(
         self, name: str, progress: Callable[[str], None] | None = None
     ) -> tuple[list[Instance], Skeleton, ReadReport]:
@@ -231,6 +262,11 @@ class Catalog:
         without the images :meth:`check_images` found bad under ``bad_images = "skip"``."""
         entry = self.entry(name)
         instances, skeleton, report = self._read(entry, progress)
+        if entry.kind != "labels":  # read_labels has done both
+            from orchestrator.data.labels import note_outside, require_instances
+
+            require_instances(instances, report)
+            note_outside(instances, report)
         if entry.sigmas:
             skeleton = with_named_sigmas(skeleton, entry.sigmas, f"[datasets.{name}] sigmas")
         if entry.skipped_image_ids:
@@ -255,10 +291,11 @@ class Catalog:
 
             frames = Path(self.data_dir) / "frames"  # video-backed sources, extracted once
             return read_labels(local_cache(entry.labels or ""), entry.format, source=name,
-                               split=entry.split, frames_dir=frames)
+                               split=entry.split, frames_dir=frames, category=entry.category)
         images = local_cache(entry.images) if entry.images else None
         if entry.kind == "coco":
-            return read_coco(local_cache(entry.coco or ""), image_root=images, source=entry.name)
+            return read_coco(local_cache(entry.coco or ""), image_root=images, source=entry.name,
+                             category=entry.category)
         instances, report = read_czechlynx(
             local_cache(entry.czechlynx or ""), image_root=images, split=entry.split,
             source=entry.name,

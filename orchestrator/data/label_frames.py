@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -60,3 +61,24 @@ def check_pairs(file: str, record: str, names: tuple[str, ...], points: np.ndarr
         k = int(np.flatnonzero(half)[0])
         raise DataError(file, record, f"{names[k]} x/y", f"one coordinate is NaN: "
                         f"{points[k].tolist()}", "both or neither")
+
+
+def short(value: Any, limit: int = 80) -> str:
+    """``value`` in at most ``limit`` characters on one line: an exception's first line (its
+    type when empty), a string as is, anything else as its repr. Messages stay one line even
+    when a foreign reader puts a whole record in its exception."""
+    if isinstance(value, BaseException):
+        lines = str(value).strip().splitlines()
+        text = lines[0] if lines else type(value).__name__
+    else:
+        text = value if isinstance(value, str) else repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def yaml_problem(error: BaseException) -> str:
+    """A YAML (or file) error in one line: PyYAML's problem and line, not its five-line report."""
+    mark, problem = getattr(error, "problem_mark", None), getattr(error, "problem", None)
+    if mark is not None and problem:
+        return short(f"line {mark.line + 1}, column {mark.column + 1}: {problem}")
+    return short(error)

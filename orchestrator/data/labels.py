@@ -3,29 +3,43 @@
 DeepLabCut is read here (a project folder, a ``config.yaml``, or one ``CollectedData_*``
 ``.csv``/``.h5``): the layout is DeepLabCut's own (header rows ``scorer``, optionally
 ``individuals``, ``bodyparts``, ``coords``; one row per labelled frame), and reading it directly
-lets every problem name the file, the frame and the field. Everything else sleap-io reads
-(SLEAP ``.slp``, NWB, Label Studio, Ultralytics YOLO pose, JABS, LEAP, SLEAP analysis HDF5) goes
-through ``sleap_io.load_file``. COCO JSON keeps the project's own reader.
+lets every problem name the file, the frame and the field. SLEAP ``.slp``, NWB, Label Studio,
+Ultralytics YOLO pose and LEAP go through sleap-io (:mod:`orchestrator.data.labels_sleap`);
+JABS and SLEAP analysis HDF5 hold predictions only and are refused with what they hold. COCO
+JSON keeps the project's own reader.
 
 Rules, the same for every format:
+- The format is the one named (``format =``, ``data convert FORMAT``), else inferred from the
+  name (the content for ``.h5`` and ``.json``); either way the content is checked first, and a
+  mismatch is one line naming the file and both formats. A ``.json`` holding a list (a Label
+  Studio export) is not taken for COCO: the error says ``format = "labelstudio"``.
+- Labels are user-labelled points: a source with no labelled instance (SLEAP predictions,
+  JABS, analysis HDF5, an empty project) stops with one line saying what it holds.
 - One instance per animal: a multi-animal project (DeepLabCut ``individuals``, SLEAP
   instances) gives one instance per animal with a labelled point; DeepLabCut's unique body
   parts (individual ``single``) belong to no animal and are left out, counted in the report.
 - A frame or animal without any labelled point is skipped and counted in the ReadReport.
   SLEAP frames holding only predictions are skipped too: predictions are not labels.
+- A body part never labelled in any frame is an error (a ``config.yaml`` body part without
+  columns, a skeleton node nobody placed): every trial would learn it as "absent" (not COCO,
+  whose category keypoint lists are shared standards).
 - Keypoints are ``v = 2`` where labelled, ``v = 0`` (and x = y = 0) where not; formats
-  without an occlusion flag cannot say ``v = 1``.
+  without an occlusion flag cannot say ``v = 1``. Labelled points outside the image (within
+  the readers' 50% tolerance; beyond it is an error) are kept and counted in the report,
+  with the images holding the most.
 - The box is the source's box for that animal when it has one, else the labelled points'
   extent padded on each side by ``BOX_PADDING`` (10%) of its width and height and clipped to
   the image, and ``area`` is the box's w*h (``area_rule = "bbox"``), as in the shared
   DeepLabCut conversions.
 - Keypoint order is the project's (DeepLabCut ``config.yaml`` ``bodyparts``, else the CSV
   columns; the SLEAP skeleton's nodes). Links are the source's skeleton edges; left/right
-  flip pairs are the source's symmetries, else inferred from the names (``left_x``/``right_x``,
-  ``L_x``/``R_x``, ``leftear``/``rightear``, ...). Sigmas are uniform 0.1 until the catalog
-  gives some (``sigmas = {name = value}``).
+  flip pairs are the source's (SLEAP symmetries, Ultralytics ``flip_idx``), else inferred
+  from the names (``left_x``/``right_x``, ``L_x``/``R_x``, ``leftear``/``rightear``, ...).
+  Sigmas are uniform 0.1 until the catalog gives some (``sigmas = {name = value}``).
 - ``split = "train"`` keeps the first 80% of labelled frames (in image-path order),
   ``"test"`` the last 20%: contiguous, so near-duplicate neighbouring frames rarely straddle it.
+  An Ultralytics dataset has its own splits: ``split`` names one (``train``, ``val``, ...).
+- ``category`` (COCO only) reads one category of a file with several.
 - Bad input is one :class:`DataError` naming file, frame and field: a missing image, a
   non-numeric or half-missing (x without y) coordinate, a body part the config does not list.
 """
@@ -33,14 +47,17 @@ Rules, the same for every format:
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
-from orchestrator.data.label_frames import Animal, Frame, Layout, check_pairs
+from orchestrator.data.label_content import WHAT, content_format
+from orchestrator.data.label_frames import Animal, Frame, Layout
 from orchestrator.data.labels_dlc import read_dlc
+from orchestrator.data.labels_sleap import PREDICTIONS_ONLY, read_sleap
 from pose_core.checks import _check_image, _check_keypoints
 from pose_core.records import DataError, Instance, ReadReport
 from pose_core.skeletons import UNIFORM_SIGMA, Skeleton, infer_flip_pairs
@@ -51,31 +68,45 @@ LabelFormat = Literal[
 LABEL_FORMATS: tuple[str, ...] = (
     "coco", "dlc", "slp", "nwb", "labelstudio", "ultralytics", "jabs", "analysis_h5", "leap"
 )
+TRAINING_FORMATS = tuple(f for f in LABEL_FORMATS if f not in PREDICTIONS_ONLY)
 BOX_PADDING = 0.1
 TEST_FRACTION = 0.2
+SPLITS = ("train", "test")
+_BY_SUFFIX = {".slp": "slp", ".nwb": "nwb", ".mat": "leap", ".csv": "dlc"}
 
 
 def infer_format(path: str | Path) -> str:
-    """The format of ``path`` from its name: a folder with ``config.yaml`` or a ``CollectedData``
-    file is DeepLabCut, a folder with ``data.yaml`` Ultralytics; otherwise the suffix."""
+    """The format of ``path``: a folder with ``config.yaml`` (or ``labeled-data``) is
+    DeepLabCut, one with ``data.yaml`` Ultralytics; a file by its name, and by its content
+    for ``.h5`` and ``.json`` (JABS, analysis HDF5, ``.slp`` or DeepLabCut; COCO). A JSON list
+    is refused with the hint ``format = "labelstudio"``."""
     p = Path(path)
-    if p.is_dir():
-        if (p / "config.yaml").is_file() or (p / "labeled-data").is_dir():
-            return "dlc"
-        if (p / "data.yaml").is_file():
-            return "ultralytics"
-        raise DataError(str(p), "folder", "format", "neither a DeepLabCut project (config.yaml) "
-                        "nor an Ultralytics one (data.yaml)", "format = one of "
-                        + ", ".join(LABEL_FORMATS))
-    if p.name == "config.yaml" or p.name.startswith("CollectedData"):
-        return "dlc"
-    by_suffix = {".slp": "slp", ".nwb": "nwb", ".mat": "leap", ".json": "coco", ".csv": "dlc"}
-    if p.name == "data.yaml":
-        return "ultralytics"
-    if p.suffix.lower() in by_suffix:
-        return by_suffix[p.suffix.lower()]
-    raise DataError(str(p), "whole file", "format", f"cannot tell the format of {p.name!r}",
-                    "format = one of " + ", ".join(LABEL_FORMATS))
+    if p.name in ("config.yaml", "data.yaml") or p.name.startswith("CollectedData") \
+            or p.is_dir():
+        pass
+    elif p.suffix.lower() in _BY_SUFFIX:
+        return _BY_SUFFIX[p.suffix.lower()]
+    elif p.suffix.lower() not in (".h5", ".hdf5", ".json"):
+        raise DataError(str(p), "whole file", "format", f"cannot tell the format of {p.name!r}",
+                        "format = one of " + ", ".join(TRAINING_FORMATS))
+    fmt, what = content_format(p)
+    if fmt == "labelstudio":
+        raise DataError(str(p), "whole file", "format", "a JSON list, not COCO (an object)",
+                        'format = "labelstudio" for a Label Studio export')
+    if fmt is None:
+        raise DataError(str(p), "whole file", "format", f"cannot tell the format: {what}",
+                        "format = one of " + ", ".join(TRAINING_FORMATS))
+    return fmt
+
+
+def check_content(path: Path, fmt: str, named: bool) -> None:
+    """The file holds ``fmt`` (named by the user, or inferred from its name)."""
+    actual, what = content_format(path)
+    if actual != fmt:
+        hint = f" (format = {actual!r})" if actual else ""
+        how = "named" if named else "taken from the name as"
+        raise DataError(str(path), "whole file", "format",
+                        f"{how} {fmt!r}, but the file is {what}{hint}", WHAT[fmt])
 
 
 def read_labels(
@@ -84,6 +115,7 @@ def read_labels(
     source: str | None = None,
     split: str | None = None,
     frames_dir: str | Path | None = None,
+    category: str | None = None,
 ) -> tuple[list[Instance], Skeleton, ReadReport]:
     """Instances and skeleton of a label source (see the module docstring for the rules).
 
@@ -91,26 +123,74 @@ def read_labels(
     files, an ``.slp`` with embedded images) are written as PNG once; image-folder sources
     need none.
     """
-    fmt = format or infer_format(path)
-    if fmt not in LABEL_FORMATS:
-        raise DataError(str(path), "catalog", "format", f"unknown {fmt!r}",
+    p = Path(path)
+    if format is not None and format not in LABEL_FORMATS:
+        raise DataError(str(path), "catalog", "format", f"unknown {format!r}",
                         "one of " + ", ".join(LABEL_FORMATS))
-    if split not in (None, "train", "test"):
-        raise DataError(str(path), "catalog", "split", f"got {split!r}", "'train' or 'test'")
-    name = source or _source_name(Path(path))
+    if not p.exists():
+        raise DataError(str(path), "whole file", "path", "not found",
+                        "an existing label file or project folder")
+    fmt = format or infer_format(p)
+    check_content(p, fmt, named=format is not None)
+    if fmt != "ultralytics" and split not in (None, *SPLITS):
+        raise DataError(str(path), "catalog", "split", f"got {split!r}",
+                        "'train' (first 80% of frames) or 'test' (last 20%)")
+    if category is not None and fmt != "coco":
+        raise DataError(str(path), "catalog", "category", f"is for COCO files; this is {WHAT[fmt]}")
+    name = source or _source_name(p)
     if fmt == "coco":
         from pose_core.readers import read_coco
 
-        instances, skeleton, report = read_coco(path, source=name)
-        return _split(instances, split, report), skeleton, report
-    report = ReadReport(file=str(path))
-    if fmt == "dlc":
-        layout, frames = read_dlc(Path(path), report)
+        instances, skeleton, report = read_coco(path, source=name, category=category)
+        require_instances(instances, report)
     else:
-        layout, frames = _read_sleap(Path(path), fmt, report, frames_dir)
-    frames = sorted(frames, key=lambda f: f.image_path)
-    instances = list(_instances(frames, layout, name, report))
-    return _split(instances, split, report), skeleton_of(layout), report
+        report = ReadReport(file=str(path))
+        if fmt == "dlc":
+            layout, frames = read_dlc(p, report)
+        else:
+            layout, frames = read_sleap(p, fmt, report, frames_dir,
+                                        split if fmt == "ultralytics" else None)
+        frames = sorted(frames, key=lambda f: f.image_path)
+        instances = list(_instances(frames, layout, name, report))
+        require_instances(instances, report)
+        _check_every_keypoint(instances, layout, str(path))
+        skeleton = skeleton_of(layout)
+    kept = _split(instances, None if fmt == "ultralytics" else split, report)
+    note_outside(kept, report)
+    return kept, skeleton, report
+
+
+def require_instances(instances: list[Instance], report: ReadReport) -> None:
+    """A source that gives nothing to train on is an error, not an empty data set."""
+    if instances:
+        return
+    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(report.skipped.items()))
+    raise DataError(report.file, "whole file", "instances",
+                    "0 labelled instances" + (f" (skipped {skipped})" if skipped else ""),
+                    "at least one labelled animal")
+
+
+def note_outside(instances: list[Instance], report: ReadReport, shown: int = 3) -> None:
+    """Count labelled points outside their image in ``report``, naming the images with the
+    most (a cropped package whose points were never shifted shows up here)."""
+    per_image: Counter[str] = Counter()
+    for inst in instances:
+        x, y, v = inst.keypoints[:, 0], inst.keypoints[:, 1], inst.keypoints[:, 2]
+        outside = (v > 0) & ((x < 0) | (x > inst.width) | (y < 0) | (y > inst.height))
+        if outside.any():
+            per_image[inst.image_path] += int(outside.sum())
+    if per_image:
+        most = ", ".join(f"{Path(p).name} {n}" for p, n in per_image.most_common(shown))
+        report.note(f"keypoints outside the image (most: {most})", sum(per_image.values()))
+
+
+def _check_every_keypoint(instances: list[Instance], layout: Layout, file: str) -> None:
+    labelled = np.sum([inst.keypoints[:, 2] > 0 for inst in instances], axis=0)
+    never = [n for n, count in zip(layout.keypoints, labelled, strict=True) if count == 0]
+    if never:
+        raise DataError(file, "whole file", "keypoints",
+                        f"{never[:5]} never labelled in {len(instances)} instance(s)",
+                        "every body part labelled: label it, or remove it from the skeleton")
 
 
 def skeleton_of(layout: Layout) -> Skeleton:
@@ -140,6 +220,10 @@ def _split(instances: list[Instance], split: str | None, report: ReadReport) -> 
         cut = len(images) - max(1, round(TEST_FRACTION * len(images))) if len(images) > 1 else 1
         chosen = set(images[:cut] if split == "train" else images[cut:])
         kept = [i for i in instances if i.image_id in chosen]
+        if not kept:
+            raise DataError(report.file, f"split {split!r}", "split",
+                            f"holds no frames ({len(images)} labelled frame(s) in all)",
+                            "more labelled frames, or no split")
         if len(kept) < len(instances):
             report.skip(f"not in split {split!r}", len(instances) - len(kept))
     report.kept = len(kept)
@@ -196,97 +280,29 @@ def padded_box(
     return float(x0), float(y0), max(float(x1 - x0), 1.0), max(float(y1 - y0), 1.0)
 
 
-# ----------------------------------------------------------------------- through sleap-io
-
-
-def _read_sleap(
-    path: Path, fmt: str, report: ReadReport, frames_dir: str | Path | None
-) -> tuple[Layout, list[Frame]]:
-    import sleap_io
-
-    file = str(path)
-    if not path.exists():
-        raise DataError(file, "whole file", "path", "not found", "an existing label file")
-    try:
-        labels = sleap_io.load_file(file, format=fmt)
-    except Exception as error:  # sleap-io raises many types for unreadable files
-        raise DataError(file, "whole file", "(format)", f"sleap-io cannot read it as {fmt}: "
-                        f"{str(error).splitlines()[0] if str(error) else type(error).__name__}"
-                        ) from None
-    if len(labels.skeletons) != 1:
-        raise DataError(file, "whole file", "skeletons", f"{len(labels.skeletons)} skeletons",
-                        "exactly one")
-    skeleton = labels.skeletons[0]
-    names = tuple(str(n) for n in skeleton.node_names)
-    symmetries = tuple(sorted(tuple(sorted(p)) for p in skeleton.symmetry_inds))
-    layout = Layout(
-        name=str(skeleton.name or path.stem), keypoints=names,
-        links=tuple((int(a), int(b)) for a, b in skeleton.edge_inds),
-        flip_pairs=symmetries or None,
-    )
-    frames = []
-    for lf in labels.labeled_frames:
-        record = f"frame {lf.frame_idx} of {_video_name(lf.video)}"
-        users = list(lf.user_instances)
-        if not users:
-            report.skip("frames with predictions only")
-            continue
-        boxes = {id(b.instance): b.xywh for b in getattr(lf, "bboxes", []) if b.instance}
-        animals = []
-        for inst in users:
-            points = np.asarray(inst.numpy(), dtype=np.float64)
-            check_pairs(file, record, names, points)
-            box = boxes.get(id(inst))
-            xywh = (float(box[0]), float(box[1]), float(box[2]), float(box[3])) if box else None
-            track = inst.track.name if inst.track is not None else None
-            animals.append(Animal(points, xywh, track))
-        image = _frame_image(file, record, lf.video, lf.frame_idx, frames_dir)
-        frames.append(Frame(image, file, record, animals))
-    return layout, frames
-
-
-def _video_name(video: Any) -> str:
-    name = video.filename
-    return f"{Path(name[0]).parent}/" if isinstance(name, list) else str(name)
-
-
-def _frame_image(
-    file: str, record: str, video: Any, frame_idx: int, frames_dir: str | Path | None
-) -> str:
-    """The image file of a frame: the file itself for image sequences, else a PNG written once."""
-    name = video.filename
-    if isinstance(name, list):
-        return os.path.abspath(name[frame_idx])
-    if frames_dir is None:
-        raise DataError(file, record, "video", f"frames of {name} must be extracted to images",
-                        "a frames folder (the catalog's data_dir, or --frames)")
-    import hashlib
-
-    import cv2
-
-    digest = hashlib.sha1(f"{file}:{name}".encode()).hexdigest()[:10]
-    target = Path(frames_dir) / f"{Path(str(name)).stem}-{digest}" / f"{frame_idx:07d}.png"
-    if not target.is_file():
-        try:
-            image = np.asarray(video[frame_idx])
-        except Exception as error:
-            raise DataError(file, record, "video", f"cannot read the frame from {name}: "
-                            f"{error}", "a readable video") from None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        bgr = image[..., ::-1] if image.ndim == 3 and image.shape[2] == 3 else image
-        partial = target.with_suffix(".partial.png")
-        cv2.imwrite(str(partial), np.ascontiguousarray(bgr))
-        partial.replace(target)  # concurrent trials on one node never see half a file
-    return str(target)
-
-
 def to_coco(
-    fmt: str, src: str, out: str, frames_dir: str | None = None
+    fmt: str, src: str, out: str, frames_dir: str | None = None, split: str | None = None,
+    category: str | None = None, images: str | None = None,
 ) -> ReadReport:
-    """``posetune data convert FORMAT SRC --out OUT.json``: any label source as COCO JSON."""
-    from pose_core.readers import write_coco
+    """``posetune data convert FORMAT SRC --out OUT.json``: any label source as COCO JSON
+    (``czechlynx`` too, whose ``split`` is ``KIND:PART`` and whose ``images`` is its image
+    root). Nothing is written when the source gives no instance."""
+    from pose_core.readers import read_czechlynx, write_coco
+    from pose_core.skeletons import ANIMALPOSE
 
+    if fmt == "czechlynx":
+        if category is not None:
+            raise DataError(src, "command line", "--category", "is for COCO files")
+        instances, report = read_czechlynx(src, image_root=images, split=split)
+        require_instances(instances, report)
+        note_outside(instances, report)
+        write_coco(instances, ANIMALPOSE, out)
+        return report
+    if images is not None:
+        raise DataError(src, "command line", "--images", "is for czechlynx (its image root)",
+                        "no --images: label files name their images")
     frames = frames_dir or str(Path(out).parent / "frames")
-    instances, skeleton, report = read_labels(src, fmt, frames_dir=frames)
+    instances, skeleton, report = read_labels(src, fmt, frames_dir=frames, split=split,
+                                              category=category)
     write_coco(instances, skeleton, out, image_root=Path(os.path.abspath(out)).parent)
     return report

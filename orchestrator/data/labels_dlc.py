@@ -17,7 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.data.label_frames import Animal, Frame, Layout, check_pairs, number
+from orchestrator.data.label_frames import (
+    Animal,
+    Frame,
+    Layout,
+    check_pairs,
+    number,
+    short,
+    yaml_problem,
+)
 from pose_core.records import DataError, ReadReport
 
 UNIQUE = "single"  # DeepLabCut's individual name for unique (non-animal) body parts
@@ -65,7 +73,8 @@ def _read_config(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
-        raise DataError(str(path), "whole file", "(yaml)", f"cannot read: {error}") from None
+        raise DataError(str(path), "whole file", "(yaml)",
+                        f"cannot read: {yaml_problem(error)}") from None
     if not isinstance(data, dict):
         raise DataError(str(path), "whole file", "(yaml)", "not a mapping", "DeepLabCut config")
     return data
@@ -95,8 +104,12 @@ def _read_table(file: Path) -> Table:
 
 
 def _read_csv(file: Path) -> Table:
-    with open(file, newline="", encoding="utf-8-sig") as handle:
-        rows = list(csv.reader(handle))
+    try:
+        with open(file, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DataError(str(file), "whole file", "(csv)", f"cannot read: {short(error)}",
+                        "a DeepLabCut CollectedData CSV") from None
     if len(rows) < 3 or not rows[0] or rows[0][0] != "scorer":
         raise DataError(str(file), "line 1", "scorer", "not a DeepLabCut header",
                         "rows scorer, [individuals,] bodyparts, coords")
@@ -126,7 +139,7 @@ def _read_h5(file: Path) -> Table:
     try:
         frame = pd.read_hdf(file)
     except (OSError, ValueError, KeyError, ImportError) as error:
-        raise DataError(str(file), "whole file", "(hdf5)", f"cannot read: {error}",
+        raise DataError(str(file), "whole file", "(hdf5)", f"cannot read: {short(error)}",
                         "a DeepLabCut CollectedData .h5") from None
     levels = frame.columns.nlevels
     if levels not in (3, 4):
@@ -154,6 +167,12 @@ def _keypoints(
         if unknown is not None:
             raise DataError(str(file), "header", "bodyparts", f"unknown body part {unknown!r}",
                             f"one of {config_path} bodyparts {list(names)}")
+    absent = [n for n in names if n not in header]
+    if absent:
+        files = ", ".join(f.name for f, _ in tables)
+        raise DataError(str(config_path), "bodyparts", "bodyparts",
+                        f"{short(absent, 60)} listed but in no column of {short(files, 60)}",
+                        "every body part labelled: label it, or remove it from bodyparts")
     return names
 
 

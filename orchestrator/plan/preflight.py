@@ -78,6 +78,7 @@ def preflight(
             check_weights(job.config, catalog, weights)
     for line in sorted(set(weights.values())):
         say(f"initial weights: {line}")
+    catalog.check_read(names)
     say(f"checking {len(names)} dataset(s): {', '.join(sorted(names))}")
     available, skeletons = {}, {}
     for name, (report, images, skeleton) in catalog.validate(names, say).items():
