@@ -178,9 +178,11 @@ def _source(entry: Mapping[str, Any]) -> dict[str, Any]:
 # changed.
 TRAINING_MODULES: tuple[str, ...] = (
     "orchestrator.data.catalog",
+    "orchestrator.data.label_content",
     "orchestrator.data.label_frames",
     "orchestrator.data.labels",
     "orchestrator.data.labels_dlc",
+    "orchestrator.data.labels_sleap",
     "orchestrator.data.trialdata",
     "orchestrator.data.weights",
     "pose_core.augment",
@@ -192,6 +194,7 @@ TRAINING_MODULES: tuple[str, ...] = (
     "pose_core.czechlynx",
     "pose_core.dataset",
     "pose_core.engine",
+    "pose_core.epoch_report",
     "pose_core.eval_inputs",
     "pose_core.geometry",
     "pose_core.image_check",
