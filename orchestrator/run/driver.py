@@ -20,20 +20,17 @@ stopped by ASHA. A stage never starts after a failed or interrupted stage it dep
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
 import os
-import signal
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 from orchestrator.plan.cost import SweepPlan, make_plan, render, write_plan
 from orchestrator.plan.preflight import Planned, preflight
+from orchestrator.run.interrupt import EXIT_INTERRUPTED, sigterm_as_ctrl_c
 from orchestrator.run.stages import StageResult, SweepContext, run_stage
 from orchestrator.run.tuner import Resources
 from orchestrator.store.lock import store_lock
@@ -45,7 +42,7 @@ from orchestrator.study.trials import RunSettings, SweepOptions, with_run
 
 log = logging.getLogger(__name__)
 TRIAL_DRIVER_CPU = 0.25  # the Tune trial only waits on its Train run
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 3, 130
+EXIT_OK, EXIT_FAILED = 0, 3
 
 
 def init_ray(options: SweepOptions) -> None:
@@ -180,7 +177,8 @@ def run_sweep(
     experiment: Experiment, options: SweepOptions, say: Callable[[str], None] = say_now
 ) -> SweepOutcome:
     """Every stage in order, holding the results store's lock from before the preflight (a
-    second sweep into the store is refused at once). SIGTERM ends the sweep as Ctrl-C does."""
+    second sweep into the store is refused at once). SIGTERM ends the sweep as Ctrl-C does;
+    either, wherever it comes, ends it with an outcome marked interrupted."""
     # Ray needs absolute local storage paths (a relative one reads as a URI without scheme).
     options = dataclasses.replace(
         options, results=absolute(options.results),
@@ -188,6 +186,16 @@ def run_sweep(
     )
     choose_runner(options)  # a bad --runner fails before anything starts
     store = ResultsStore(options.results)
+    try:
+        return locked_sweep(experiment, options, store, say)
+    except KeyboardInterrupt:  # Ctrl-C outside Tune's fit(): the same ending as inside it
+        return SweepOutcome(store, interrupted=True)
+
+
+def locked_sweep(
+    experiment: Experiment, options: SweepOptions, store: ResultsStore,
+    say: Callable[[str], None],
+) -> SweepOutcome:
     with sigterm_as_ctrl_c(), store_lock(store.uri):
         sizes: dict[str, int] = {}
         planned, catalog = preflight(experiment, options, say, sizes)
@@ -229,31 +237,6 @@ def run_stages(sweep: SweepContext, planned: Planned, catalog: dict[str, Any]) -
         if outcome.interrupted:
             break
     return outcome
-
-
-@contextlib.contextmanager
-def sigterm_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM (a job scheduler's stop, ``timeout``) takes Ctrl-C's path while the sweep
-    runs: inside ``Tuner.fit()`` Tune's own SIGINT handler stops the run and saves its
-    state; elsewhere ``KeyboardInterrupt`` is raised. Signal handlers belong to the main
-    thread: elsewhere nothing is installed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = signal.signal(signal.SIGTERM, as_ctrl_c)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, saved)
-
-
-def as_ctrl_c(signum: int, frame: FrameType | None) -> None:
-    """What SIGINT would do now."""
-    handler = signal.getsignal(signal.SIGINT)
-    if callable(handler):
-        handler(signal.SIGINT, frame)
-    else:
-        raise KeyboardInterrupt
 
 
 def plan_sweep(

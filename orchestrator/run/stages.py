@@ -17,11 +17,9 @@ the sweep callback and the ``--log`` trackers, and watching for Ctrl-C. Each sta
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +27,7 @@ from orchestrator.plan.forking import forking_on, plan_forks, seed_members
 from orchestrator.plan.halving import run_levels
 from orchestrator.plan.reuse import reuse
 from orchestrator.run.callback import SweepCallback
+from orchestrator.run.interrupt import interruption_watch
 from orchestrator.run.tuner import Resources, build_tuner
 from orchestrator.store.results import ResultsStore, finished_rows
 from orchestrator.study.experiment import Experiment, Stage
@@ -221,35 +220,6 @@ def json_loads(text: str | None) -> dict[str, Any]:
         return dict(json.loads(text or "{}"))
     except ValueError:
         return {}
-
-
-class InterruptionWatch(logging.Handler):
-    """Records Tune's "Experiment has been interrupted" (logged by ``ray.tune.tune`` when
-    Ctrl-C ended ``fit()``); prints nothing itself."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.interrupted = False
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "has been interrupted" in record.getMessage():
-            self.interrupted = True
-
-
-@contextlib.contextmanager
-def interruption_watch(debug: bool) -> Iterator[InterruptionWatch]:
-    logger = logging.getLogger("ray.tune.tune")
-    watch = InterruptionWatch()
-    saved = (logger.level, logger.propagate)
-    logger.setLevel(logging.WARNING)
-    logger.propagate = debug  # the line reaches the terminal only with --debug
-    logger.addHandler(watch)
-    try:
-        yield watch
-    finally:
-        logger.removeHandler(watch)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
 
 
 def tracker_callbacks(options: SweepOptions, experiment: Experiment) -> list[Any]:
