@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.plan.forking import forking_on, plan_forks, seed_members
+from orchestrator.plan.forking import forking_on, phases_to_run, seed_members
 from orchestrator.plan.halving import run_levels
 from orchestrator.plan.reuse import reuse
 from orchestrator.run.callback import SweepCallback
@@ -129,11 +129,12 @@ class GridRunner(StageRunner):
     """A grid stage: every planned trial, one Tune run per forking phase."""
 
     reuse_now = True  # trials another experiment (or stage) already trained are not rerun
+    resolved: list[TrialJob]  # every job of the stage, references resolved (jobs_to_run)
 
     def jobs_to_run(self, rows: list[dict[str, Any]]) -> list[TrialJob]:
         """With ``--resume``, jobs whose finished row has the same digest are skipped, and
         changed ones are named and rerun; then trials the store holds are reused."""
-        jobs = super().jobs_to_run(rows)
+        jobs = self.resolved = super().jobs_to_run(rows)
         reuse_now = self.options.reuse and self.reuse_now
         if not self.options.resume:
             return reuse(jobs, rows, self.sweep.store, self.sweep.say) if reuse_now else jobs
@@ -152,10 +153,12 @@ class GridRunner(StageRunner):
             say(f"{self.tag} {len(changed)} finished trial(s) changed since their rows were "
                 f"written and run again: {'; '.join(changed[:5])}"
                 f"{' ...' if len(changed) > 5 else ''}")
+        to_train = reuse(todo, rows, self.sweep.store, say) if reuse_now else todo
         if len(todo) < len(jobs):
+            reused = len(todo) - len(to_train)
             say(f"{self.tag} resuming: {len(jobs) - len(todo)} finished trial(s) skipped, "
-                f"{len(todo)} to run")
-        return reuse(todo, rows, self.sweep.store, say) if reuse_now else todo
+                f"{f'{reused} reused, ' if reused else ''}{len(to_train)} to run")
+        return to_train
 
     def train_jobs(self, todo: list[TrialJob]) -> None:
         if not todo:
@@ -163,7 +166,8 @@ class GridRunner(StageRunner):
                            "already finished (--resume) or reused from the store")
             self.result.add({"ok": len(self.jobs)}, [])
             return
-        self.train_phases(plan_forks(todo) if forking_on(self.options) else [todo], todo)
+        phases = phases_to_run(self.resolved, todo) if forking_on(self.options) else [todo]
+        self.train_phases(phases, todo)
 
     def train_phases(self, phases: list[list[TrialJob]], todo: list[TrialJob]) -> None:
         all(self.train(group) for group in phases if group)  # stops at an interruption
