@@ -10,7 +10,14 @@ from typing import Any
 import torch
 
 import search_spaces
-from orchestrator.plan.forking import fork_epoch, fork_file, members, plan_forks, seed_members
+from orchestrator.plan.forking import (
+    fork_epoch,
+    fork_file,
+    members,
+    phases_to_run,
+    plan_forks,
+    seed_members,
+)
 from orchestrator.study.trials import SweepOptions, plan
 from pose_core.config import TrainConfig, with_values
 from pose_core.loop import CHECKPOINT_FILE, train_trial
@@ -53,6 +60,19 @@ def test_the_hyperparameter_grid_forks_as_a_chain_per_lr_arm_and_seed() -> None:
     other = plan(search_spaces.load_experiment("augmentations"),
                  SweepOptions(results="unused"))["main"]
     assert plan_forks(other) == [other]
+
+
+def test_a_resumed_member_still_forks_from_its_finished_prefix() -> None:
+    """--resume with the 50-epoch trials finished: the 100- and 210-epoch trials still run as
+    members of their chain (forked from the finished prefix), not from the start."""
+    experiment = search_spaces.load_experiment("hyperparameters")
+    jobs = plan(experiment, SweepOptions(results="unused", seeds=2))["main"]
+    first, second, third = plan_forks(jobs)
+    todo = [job for job in jobs if job.config.train.epochs > 50]
+    phases = phases_to_run(jobs, todo)
+    assert phases == [[], second, third]
+    assert all(j.fork_of is not None and j.fork_epoch == 39 for j in phases[1])
+    assert phases_to_run(jobs, jobs) == plan_forks(jobs)
 
 
 def test_a_chain_link_that_shares_nothing_more_is_skipped() -> None:

@@ -84,7 +84,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                    calibrate=args.calibrate)
         return 0
     outcome = run_sweep(experiment, sweep_options(args, results))
-    print_results(outcome.store, experiment.name, format_table)
+    if not outcome.interrupted:  # after Ctrl-C the interruption line is what comes next
+        print_results(outcome.store, experiment.name, format_table)
     return report_outcome(outcome)
 
 

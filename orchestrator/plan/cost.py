@@ -22,7 +22,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from orchestrator.plan.forking import forking_on, members, plan_forks
+from orchestrator.plan.forking import forking_on, members, phases_to_run
 from orchestrator.plan.halving import arm_of, levels
 from orchestrator.plan.reuse import finished_by_digest
 from orchestrator.store.results import ResultsStore
@@ -136,7 +136,7 @@ def make_plan(
                 todo.append(job)
         inherited = {}
         if forking_on(options):
-            for member in members(plan_forks(todo)):
+            for member in members(phases_to_run(jobs, todo)):
                 entry.forked += 1
                 inherited[member.key] = train_images(member, sizes) * member.fork_epoch
                 entry.forked_image_epochs += inherited[member.key]

@@ -97,6 +97,13 @@ def plan_forks(jobs: Sequence[TrialJob]) -> list[list[TrialJob]]:
     return phases
 
 
+def phases_to_run(jobs: Sequence[TrialJob], todo: Sequence[TrialJob]) -> list[list[TrialJob]]:
+    """``plan_forks`` over all the stage's ``jobs``, kept to those in ``todo``: a member
+    whose prefix finished before (``--resume``) or was reused still forks from it."""
+    keys = {job.key for job in todo}
+    return [[job for job in phase if job.key in keys] for phase in plan_forks(jobs)]
+
+
 def members(phases: Sequence[Sequence[TrialJob]]) -> list[TrialJob]:
     """Every forked job of ``plan_forks``'s phases."""
     return [job for phase in phases[1:] for job in phase]

@@ -15,7 +15,8 @@ from typing import Any, cast
 from orchestrator.data.catalog import Catalog
 from orchestrator.store.results import ResultsStore
 from orchestrator.study.experiment import Experiment
-from orchestrator.study.trials import SweepOptions, TrialJob, is_reference, plan
+from orchestrator.study.handover import is_reference
+from orchestrator.study.trials import SweepOptions, TrialJob, plan
 from pose_core.config import TrialConfig
 from pose_core.skeletons import resolve_sigmas
 

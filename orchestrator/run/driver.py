@@ -9,7 +9,8 @@ A trial runs in one of two ways (``--runner``, see :mod:`orchestrator.run.worker
   Train V2) the trainable launches a ``TorchTrainer`` and reports through
   ``TuneReportCallback``; ``Tuner(trainer)`` does not work.
 
-Rows are written by a Tune callback in this process as each trial ends
+Each stage runs with its scheduler's runner (:mod:`orchestrator.run.stages`: grid, halving,
+Optuna). Rows are written by a Tune callback in this process as each trial ends
 (:mod:`orchestrator.run.callback`), from the trial's :class:`~orchestrator.study.trials.TrialJob`.
 ``--resume`` skips a trial only when a finished row has the same job digest (config and
 data sources); changed trials are named and rerun. The sweep's :class:`SweepOutcome` says
@@ -19,57 +20,29 @@ stopped by ASHA. A stage never starts after a failed or interrupted stage it dep
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.plan.cost import SweepPlan, make_plan, render, write_plan
-from orchestrator.plan.forking import forking_on, plan_forks, seed_members
-from orchestrator.plan.halving import run_levels
-from orchestrator.plan.preflight import preflight
-from orchestrator.plan.reuse import reuse
-from orchestrator.run.callback import SweepCallback
-from orchestrator.run.tuner import build_tuner
+from orchestrator.plan.preflight import Planned, preflight
+from orchestrator.run.interrupt import EXIT_INTERRUPTED, sigterm_as_ctrl_c
+from orchestrator.run.stages import StageResult, SweepContext, run_stage
+from orchestrator.run.tuner import Resources
 from orchestrator.store.lock import store_lock
-from orchestrator.store.results import ResultsStore, finished_rows
+from orchestrator.store.results import ResultsStore
 from orchestrator.store.storage import join
-from orchestrator.study.experiment import Experiment, Stage
-from orchestrator.study.trials import (
-    RunSettings,
-    SweepOptions,
-    TrialJob,
-    first_difference,
-    referenced_stages,
-    resolve_references,
-    with_run,
-)
+from orchestrator.study.experiment import Experiment
+from orchestrator.study.handover import dependencies
+from orchestrator.study.trials import RunSettings, SweepOptions, with_run
 
 log = logging.getLogger(__name__)
 TRIAL_DRIVER_CPU = 0.25  # the Tune trial only waits on its Train run
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 3, 130
-
-
-@dataclass(frozen=True)
-class Resources:
-    use_gpu: bool
-    workers: int
-    per_worker: dict[str, float]
-    threads: int
-    max_concurrent: int
-    # What the Tune trial itself asks for: with runner "train" a light driver of the Train
-    # run; with runner "tune" the trial trains, so it holds the worker's resources.
-    trial_driver: dict[str, float]
-    runner: str = "train"
-
-    @property
-    def gpus_per_trial(self) -> float:
-        return self.workers * self.per_worker.get("GPU", 0.0)
+EXIT_OK, EXIT_FAILED = 0, 3
 
 
 def init_ray(options: SweepOptions) -> None:
@@ -193,49 +166,76 @@ class SweepOutcome:
             return EXIT_FAILED
         return EXIT_OK
 
+    def add(self, stage: StageResult) -> None:
+        for status, count in stage.counts.items():
+            self.counts[status] = self.counts.get(status, 0) + count
+        self.failures += stage.failures
+        self.interrupted = self.interrupted or stage.interrupted
+
 
 def run_sweep(
     experiment: Experiment, options: SweepOptions, say: Callable[[str], None] = say_now
 ) -> SweepOutcome:
-    """Preflight, then every stage in order, holding the results store's lock."""
+    """Every stage in order, holding the results store's lock from before the preflight (a
+    second sweep into the store is refused at once). SIGTERM ends the sweep as Ctrl-C does;
+    either, wherever it comes, ends it with an outcome marked interrupted."""
     # Ray needs absolute local storage paths (a relative one reads as a URI without scheme).
     options = dataclasses.replace(
         options, results=absolute(options.results),
         tune_storage=absolute(options.tune_storage) if options.tune_storage else None,
     )
     choose_runner(options)  # a bad --runner fails before anything starts
-    sizes: dict[str, int] = {}
-    planned, catalog = preflight(experiment, options, say, sizes)
     store = ResultsStore(options.results)
-    with store_lock(store.uri):
+    try:
+        return locked_sweep(experiment, options, store, say)
+    except KeyboardInterrupt:  # Ctrl-C outside Tune's fit(): the same ending as inside it
+        return SweepOutcome(store, interrupted=True)
+
+
+def locked_sweep(
+    experiment: Experiment, options: SweepOptions, store: ResultsStore,
+    say: Callable[[str], None],
+) -> SweepOutcome:
+    with sigterm_as_ctrl_c(), store_lock(store.uri):
+        sizes: dict[str, int] = {}
+        planned, catalog = preflight(experiment, options, say, sizes)
         # The plan, as --plan prints it, beside the results: what was to be trained.
         write_plan(make_plan(experiment, planned, sizes, options, catalog.to_dict()),
                    options.results)
         init_ray(options)
-        resources = plan_resources(options)
-        say(f"resources per trial: {resources.workers} worker(s) x {resources.per_worker}"
-            f"{' (GPU)' if resources.use_gpu else ' (CPU only)'}, up to "
-            f"{resources.max_concurrent} trial(s) at once, runner {resources.runner}")
-        storage = options.tune_storage or join(options.results, "tune")
-        run = RunSettings(storage, resources.workers, resources.use_gpu,
-                          dict(resources.per_worker), resources.threads,
-                          options.max_failures, resources.gpus_per_trial)
-        outcome = SweepOutcome(store)
-        finished: dict[str, bool] = {}  # stage -> every trial ok/stopped
-        for stage_name, jobs in planned.items():
-            stage = experiment.stage(stage_name)
-            blocked = [d for d in dependencies(stage, jobs) if not finished.get(d, True)]
-            if blocked:
-                why = f"stage {blocked[0]!r} it depends on did not finish every trial"
-                outcome.not_started.append(f"{stage.name}: {why}")
-                say(f"[{experiment.name}/{stage.name}] not started: {why}")
-                finished[stage.name] = False
-                continue
-            jobs = [with_run(job, catalog.to_dict(), run) for job in jobs]
-            finished[stage.name] = run_stage(experiment, stage, jobs, options, resources,
-                                             store, storage, outcome, say)
-            if outcome.interrupted:
-                break
+        with sigterm_as_ctrl_c():  # again: ray.init installs a SIGTERM handler of its own
+            resources = plan_resources(options)
+            say(f"resources per trial: {resources.workers} worker(s) x "
+                f"{resources.per_worker}{' (GPU)' if resources.use_gpu else ' (CPU only)'}, "
+                f"up to {resources.max_concurrent} trial(s) at once, runner {resources.runner}")
+            storage = options.tune_storage or join(options.results, "tune")
+            sweep = SweepContext(experiment, options, resources, store, storage, say)
+            return run_stages(sweep, planned, catalog.to_dict())
+
+
+def run_stages(sweep: SweepContext, planned: Planned, catalog: dict[str, Any]) -> SweepOutcome:
+    """Each stage with its scheduler's runner (orchestrator.run.stages), in order; a stage
+    whose dependencies did not finish every trial is not started; Ctrl-C ends the loop."""
+    experiment, resources = sweep.experiment, sweep.resources
+    run = RunSettings(sweep.storage, resources.workers, resources.use_gpu,
+                      dict(resources.per_worker), resources.threads,
+                      sweep.options.max_failures, resources.gpus_per_trial)
+    outcome = SweepOutcome(sweep.store)
+    finished: dict[str, bool] = {}  # stage -> every trial ok/stopped
+    for stage_name, jobs in planned.items():
+        stage = experiment.stage(stage_name)
+        blocked = [d for d in dependencies(stage, jobs) if not finished.get(d, True)]
+        if blocked:
+            why = f"stage {blocked[0]!r} it depends on did not finish every trial"
+            outcome.not_started.append(f"{stage.name}: {why}")
+            sweep.say(f"[{experiment.name}/{stage.name}] not started: {why}")
+            finished[stage.name] = False
+            continue
+        result = run_stage(sweep, stage, [with_run(job, catalog, run) for job in jobs])
+        outcome.add(result)
+        finished[stage.name] = result.finished
+        if outcome.interrupted:
+            break
     return outcome
 
 
@@ -257,159 +257,3 @@ def plan_sweep(
     say(render(plan).rstrip())
     say(f"plan written to {write_plan(plan, options.results)}")
     return plan
-
-
-def dependencies(stage: Stage, jobs: list[TrialJob]) -> set[str]:
-    """Stages this one needs: declared, and those its weights references name."""
-    needed = set(stage.depends_on)
-    for job in jobs:
-        needed |= referenced_stages(job)
-    return needed
-
-
-def jobs_to_run(
-    experiment: Experiment, stage: Stage, jobs: list[TrialJob], store: ResultsStore,
-    resume: bool, say: Callable[[str], None], reuse_trials: bool = True,
-) -> list[TrialJob]:
-    """References resolved; with ``--resume``, grid jobs whose finished row has the same
-    digest are skipped, and changed ones are named and rerun; then trials another
-    experiment (or stage) of the store already trained are reused, not trained."""
-    rows = store.read_trials(latest_only=True).to_pylist()  # once for all three uses
-    jobs = [resolve_references(job, rows, experiment) for job in jobs]
-    if stage.search != "grid":
-        return jobs
-    if not resume:
-        return reuse(jobs, rows, store, say) if reuse_trials else jobs
-    done = finished_rows(rows, experiment.name)
-    todo, changed = [], []
-    for job in jobs:
-        row = done.get(job.key)
-        if row is not None and row.get("job_digest") == job.digest:
-            continue
-        if row is not None:
-            old = json_loads(row.get("config_json"))
-            changed.append(f"{job.trial_key} ({first_difference(old, job.config.to_dict())})")
-        todo.append(job)
-    tag = f"[{experiment.name}/{stage.name}]"
-    if changed:
-        say(f"{tag} {len(changed)} finished trial(s) changed since their rows were written "
-            f"and run again: {'; '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}")
-    if len(todo) < len(jobs):
-        say(f"{tag} resuming: {len(jobs) - len(todo)} finished trial(s) skipped, "
-            f"{len(todo)} to run")
-    return reuse(todo, rows, store, say) if reuse_trials else todo
-
-
-def json_loads(text: str | None) -> dict[str, Any]:
-    import json
-
-    try:
-        return dict(json.loads(text or "{}"))
-    except ValueError:
-        return {}
-
-
-def run_stage(
-    experiment: Experiment, stage: Stage, jobs: list[TrialJob], options: SweepOptions,
-    resources: Resources, store: ResultsStore, storage: str, outcome: SweepOutcome,
-    say: Callable[[str], None],
-) -> bool:
-    """Run one stage; True when every one of its trials ended ok or stopped."""
-    halving = stage.scheduler == "halving"  # reuses level by level, only what it runs
-    todo = jobs_to_run(experiment, stage, jobs, store, options.resume, say,
-                       options.reuse and not halving)
-    if stage.search == "grid" and not todo:
-        say(f"[{experiment.name}/{stage.name}] nothing to train: all {len(jobs)} trial(s) "
-            "already finished (--resume) or reused from the store")
-        outcome.counts["ok"] = outcome.counts.get("ok", 0) + len(jobs)
-        return True
-    # A grid stage is one Tune run per phase (forking: a phase per length; halving: the
-    # lengths in order, deciding between them); an optuna stage is one TPE study per seed
-    # (--seeds N: N independent searches, each with its own sampler seed and training seed).
-    complete = True  # no trial failed
-
-    def run_group(group: list[TrialJob]) -> bool:
-        """Train one group as one Tune run; False when it was interrupted."""
-        nonlocal complete
-        if any(job.fork_of for job in group):
-            group = seed_members(group, storage, say, store.finished_rows(experiment.name))
-        total = len(group) if stage.search == "grid" else stage.num_samples
-        callback = SweepCallback(experiment, stage.name, store, total, say)
-        tuner = build_tuner(experiment, stage, group, options, resources.trial_driver,
-                            resources.max_concurrent, resources.runner == "tune", storage,
-                            [callback, *tracker_callbacks(options, experiment)])
-        started = time.time()
-        with interruption_watch(options.debug) as watch:
-            grid = tuner.fit()
-        say(callback.summary(time.time() - started))
-        for status, count in callback.counts().items():
-            outcome.counts[status] = outcome.counts.get(status, 0) + count
-        outcome.failures += callback.failures
-        # Tune handles Ctrl-C itself: it stops the run, saves its state and returns from
-        # fit() as if done, saying so only in a log line (watched for here), with trials left
-        # pending or running, or fewer samples than asked for.
-        trials = grid._experiment_analysis.trials
-        unfinished = [t for t in trials if t.status not in ("TERMINATED", "ERROR")]
-        short = stage.search == "optuna" and len(trials) < stage.num_samples
-        if watch.interrupted or unfinished or short:
-            outcome.interrupted = True
-            return False
-        complete = complete and callback.counts().get("failed", 0) == 0
-        return True
-
-    if stage.search != "grid":
-        return all(run_group([job]) for job in todo) and complete
-    phases = plan_forks(todo) if forking_on(options) else [todo]
-    if halving:
-        def run_level(group: list[TrialJob]) -> bool:
-            if options.reuse:
-                rows = store.read_trials(latest_only=True).to_pylist()
-                group = reuse(group, rows, store, say)
-            return run_group(group) if group else True
-
-        marked = [job for phase in phases for job in phase]
-        keys = {job.key for job in todo}
-        ran = run_levels(marked, experiment.metric, experiment.mode, stage.keep,
-                         lambda: store.finished_rows(experiment.name), run_level, say,
-                         f"[{experiment.name}/{stage.name}]",
-                         done=[job for job in jobs if job.key not in keys])
-        return ran and complete
-    return all(run_group(group) for group in phases if group) and complete
-
-
-class InterruptionWatch(logging.Handler):
-    """Records Tune's "Experiment has been interrupted" (logged by ``ray.tune.tune`` when
-    Ctrl-C ended ``fit()``); prints nothing itself."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.interrupted = False
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "has been interrupted" in record.getMessage():
-            self.interrupted = True
-
-
-@contextlib.contextmanager
-def interruption_watch(debug: bool) -> Iterator[InterruptionWatch]:
-    logger = logging.getLogger("ray.tune.tune")
-    watch = InterruptionWatch()
-    saved = (logger.level, logger.propagate)
-    logger.setLevel(logging.WARNING)
-    logger.propagate = debug  # the line reaches the terminal only with --debug
-    logger.addHandler(watch)
-    try:
-        yield watch
-    finally:
-        logger.removeHandler(watch)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
-
-
-def tracker_callbacks(options: SweepOptions, experiment: Experiment) -> list[Any]:
-    """Tune logger callbacks for ``--log`` (MLflow, TensorBoard, W&B)."""
-    if not options.loggers:
-        return []
-    from orchestrator.run.tracker_callbacks import tracker_callbacks as make
-
-    return list(make(list(options.loggers), experiment.name))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.store.storage import join, pyarrow_filesystem
@@ -23,8 +24,9 @@ from orchestrator.study.experiment import (
     Stage,
     Uniform,
 )
+from orchestrator.study.handover import with_template_weights
 from orchestrator.study.scale import Scale
-from orchestrator.study.trials import SweepOptions, TrialJob, build_job, is_reference, search_axes
+from orchestrator.study.trials import SweepOptions, TrialJob, build_job, search_axes
 
 REDUCTION_FACTOR = 3  # ASHA keeps the best third at each rung
 
@@ -85,17 +87,37 @@ def tune_trial_direct(config: dict[str, Any]) -> None:
     run_job(job, TuneSession(join(job.run.storage, checkpoint_name(job)), keep_epoch=job.fork_at))
 
 
+@dataclass(frozen=True)
+class Resources:
+    """What each trial gets, decided from the cluster (``orchestrator.run.driver.plan_resources``)."""
+
+    use_gpu: bool
+    workers: int
+    per_worker: dict[str, float]
+    threads: int
+    max_concurrent: int
+    # What the Tune trial itself asks for: with runner "train" a light driver of the Train
+    # run; with runner "tune" the trial trains, so it holds the worker's resources.
+    trial_driver: dict[str, float]
+    runner: str = "train"
+
+    @property
+    def gpus_per_trial(self) -> float:
+        return self.workers * self.per_worker.get("GPU", 0.0)
+
+
 def build_tuner(
     experiment: Experiment, stage: Stage, jobs: list[TrialJob], options: SweepOptions,
-    trial_resources: dict[str, float], max_concurrent: int, direct: bool, storage: str,
-    callbacks: list[Any],
+    resources: Resources, storage: str, callbacks: list[Any],
 ) -> Any:
     """A grid stage: one Tune run over its jobs. An optuna stage: one TPE study for
     ``jobs[0]``'s seed (the job is the template its samples are built from)."""
     from ray import tune
 
+    direct = resources.runner == "tune"
+    max_concurrent = resources.max_concurrent
     trainable = tune.with_resources(tune_trial_direct if direct else tune_trial,
-                                    trial_resources)
+                                    resources.trial_driver)
     name = f"{experiment.name}-{stage.name}"
     seed = jobs[0].seed
     if stage.search == "optuna" and seed:
@@ -155,11 +177,7 @@ class DefineByRun:
                 values[path] = trial.suggest_int(path, axis.low, axis.high, step=axis.step)
         job = build_job(self.experiment, self.stage, values, self.template.seed, self.scale,
                         self.overrides, sampled=True, redraw_subsets=self.redraw_subsets)
-        if is_reference(job.config.model.weights):
-            # Stage references were resolved on the template when the stage started.
-            model = dataclasses.replace(job.config.model,
-                                        weights=self.template.config.model.weights)
-            job = dataclasses.replace(job, config=dataclasses.replace(job.config, model=model))
+        job = with_template_weights(job, self.template)
         return {"job": dataclasses.replace(job, catalog=self.template.catalog,
                                            run=self.template.run)}
 

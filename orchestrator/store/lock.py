@@ -18,6 +18,7 @@ Readers (``posetune query``, ``table``, ``report``) take no lock: rows are immut
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -29,7 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from orchestrator.store import storage
 
@@ -73,18 +74,14 @@ def store_lock(uri: str) -> Iterator[None]:
 
 @contextmanager
 def _local_lock(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_FILE
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            try:
-                info = json.loads(handle.read() or "{}")
-            except ValueError:
-                info = {}
-            raise StoreBusy(str(folder), _describe(info)) from None
+    """``flock`` on the lock file. A store this lock created and the sweep left empty (its
+    preflight failed) is removed again: a refused sweep leaves no folder behind."""
+    created = not folder.exists()
+    try:
+        handle = _locked(folder)
+    except OSError as error:
+        raise not_writable(str(folder), error) from error
+    with handle:
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps(_holder()))
@@ -94,18 +91,54 @@ def _local_lock(folder: Path) -> Iterator[None]:
         finally:
             handle.seek(0)
             handle.truncate()
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if created and os.listdir(folder) == [LOCK_FILE]:
+                os.unlink(folder / LOCK_FILE)  # still held: no one locks the removed file
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                with contextlib.suppress(OSError):  # another sweep just started there
+                    folder.rmdir()
+            else:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _locked(folder: Path) -> TextIO:
+    """The lock file, open and locked, or :class:`StoreBusy` naming its holder."""
+    path = folder / LOCK_FILE
+    while True:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # noqa: SIM115 - returned open, closed by the caller
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            try:
+                info = json.loads(handle.read() or "{}")
+            except ValueError:
+                info = {}
+            handle.close()
+            raise StoreBusy(str(folder), _describe(info)) from None
+        try:
+            if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                return handle
+        except FileNotFoundError:
+            pass
+        handle.close()  # locked a file an ending sweep had just removed: open the new one
 
 
 @contextmanager
 def _lease(uri: str) -> Iterator[None]:
     path = storage.join(uri, LEASE_FILE)
     token = uuid.uuid4().hex
-    current = _read_lease(path)
-    if current and current.get("token") != token and float(current.get("expires", 0)) > time.time():
-        raise StoreBusy(uri, f"{_describe(current)}; its lease expires "
-                        f"{_when(float(current['expires']))} if that sweep was killed")
-    _write_lease(path, token)
+    try:
+        current = _read_lease(path)
+        if current and current.get("token") != token and \
+                float(current.get("expires", 0)) > time.time():
+            raise StoreBusy(uri, f"{_describe(current)}; its lease expires "
+                            f"{_when(float(current['expires']))} if that sweep was killed")
+        _write_lease(path, token)
+    except StoreBusy:
+        raise
+    except Exception as error:  # unreachable, bad credentials: one line naming the store
+        raise not_writable(uri, error) from error
     time.sleep(SETTLE_S)
     current = _read_lease(path)
     if not current or current.get("token") != token:
@@ -125,6 +158,12 @@ def _lease(uri: str) -> Iterator[None]:
         thread.join(timeout=5)
         if (_read_lease(path) or {}).get("token") == token:
             storage.delete(path)
+
+
+def not_writable(store: str, error: BaseException) -> PermissionError:
+    lines = str(error).strip().splitlines()
+    return PermissionError(f"results store {store} is not writable: {type(error).__name__}: "
+                           f"{lines[0] if lines else ''}")
 
 
 def _when(unix: float) -> str:

@@ -8,8 +8,8 @@ file is imported.
 Grid-like axes (:class:`Grid`, :class:`Cases`, :class:`Seeds`) expand to a cartesian
 product of trials with readable variant ids. Search axes (:class:`Choice`,
 :class:`LogUniform`, :class:`Uniform`, :class:`IntRange`) are sampled by Optuna (TPE).
-A value ``"@best:STAGE"`` for ``model.weights`` means "the best checkpoint of that
-earlier stage", ``"@match:STAGE"`` "the checkpoint of the earlier trial with the same seed".
+A value ``"@best:STAGE"`` or ``"@match:STAGE"`` for ``model.weights`` hands an earlier
+stage's checkpoint on: :mod:`orchestrator.study.handover` (only its syntax is checked here).
 """
 
 from __future__ import annotations

@@ -284,11 +284,9 @@ def build_job(
         changes["data.subset_seed"] = seed
     config = with_values(experiment.baseline, {**scaled_baseline(experiment.baseline, scale),
                                                **scale.changes})
-    config = with_values(config, {k: v for k, v in changes.items() if not is_reference(v)})
-    reference = changes.get("model.weights")
-    if is_reference(reference):
-        config = dataclasses.replace(
-            config, model=dataclasses.replace(config.model, weights=reference))
+    # A stage reference on model.weights ("@best:STAGE") stays as written: it is resolved
+    # when its stage starts (orchestrator.study.handover).
+    config = with_values(config, changes)
     if (scale.random_init_without_weights and config.model.init == "imagenet"
             and config.model.weights is None):
         config = with_values(config, {"model.init": "random"})
@@ -315,10 +313,6 @@ def scaled_baseline(baseline: TrialConfig, scale: Scale) -> dict[str, Any]:
     values = {BACKBONE_PATH: baseline.model.backbone, EPOCH_PATH: baseline.train.epochs,
               **{path: getattr(baseline.data, path.split(".")[1]) for path in COUNT_PATHS}}
     return scale.values(values)
-
-
-def is_reference(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith("@")
 
 
 def varied_paths(experiment: Experiment, stage: Stage,
@@ -399,43 +393,6 @@ def search_axes(stage: Stage, scale: Scale) -> dict[str, Any]:
 
 def with_run(job: TrialJob, catalog: Mapping[str, Any], run: RunSettings) -> TrialJob:
     return dataclasses.replace(job, catalog=catalog, run=run)
-
-
-def resolve_references(
-    job: TrialJob, rows: list[dict[str, Any]], experiment: Experiment,
-) -> TrialJob:
-    """Replace ``@best:STAGE`` / ``@match:STAGE`` by the checkpoint URI of that stage's trial
-    (the best one, or the one with the same seed); ``rows``: the store's latest trial rows."""
-    weights = job.config.model.weights
-    if not is_reference(weights):
-        return job
-    kind, stage = str(weights)[1:].split(":", 1)
-    rows = [
-        r for r in rows
-        if r["experiment"] == experiment.name and r["stage"] == stage and r["status"] == "ok"
-        and r["checkpoint_uri"]
-    ]
-    if kind == "match":
-        rows = [r for r in rows if r["seed"] == job.seed]
-    if not rows:
-        raise RuntimeError(
-            f"{job.trial_key}: model.weights={weights} but stage {stage!r} has no finished "
-            "trial with a checkpoint in the results store; run that stage first"
-        )
-    sign = 1 if experiment.mode == "max" else -1
-
-    def score(row: dict[str, Any]) -> float:
-        value = row[experiment.metric]
-        return float("-inf") if value is None else sign * value
-
-    best = max(rows, key=score)
-    model = dataclasses.replace(job.config.model, weights=best["checkpoint_uri"])
-    return dataclasses.replace(job, config=dataclasses.replace(job.config, model=model))
-
-
-def referenced_stages(job: TrialJob) -> set[str]:
-    weights = job.config.model.weights
-    return {str(weights).split(":", 1)[1]} if is_reference(weights) else set()
 
 
 def first_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
