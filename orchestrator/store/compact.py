@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -91,6 +92,8 @@ def compact(
 ) -> Compaction:
     """Compact ``store`` (see the module docstring). ``lock=False``: the caller holds the
     store's lock already (a sweep). ``hook(step)`` is called at each step (fault tests)."""
+    if not store.remote and not Path(store.uri).is_dir():  # the lock would create it
+        raise FileNotFoundError(f"no results store at {store.uri}")
     started = time.monotonic()
     holding: AbstractContextManager[None] = (
         store_lock(store.uri, "compaction") if lock else nullcontext())
