@@ -6,15 +6,14 @@ Kills are real: the compaction runs in a child process that SIGKILLs itself at a
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -23,6 +22,7 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.store import compact as compact_module
+from orchestrator.store import lock
 from orchestrator.store.compact import compact
 from orchestrator.store.layout import BadStoreFile, StoreFiles, _row_groups
 from orchestrator.store.lock import StoreBusy, store_lock
@@ -188,6 +188,13 @@ def steps_of(uri: str, options: dict[str, Any] | None = None) -> list[str]:
     return [step.split("/")[0] for step in steps]
 
 
+def kill_points(steps: list[str]) -> list[str]:
+    """Every step, of the deletes the first, a middle and the last one."""
+    deletes = [s for s in steps if s.startswith("deleted")]
+    chosen = {deletes[0], deletes[len(deletes) // 2], deletes[-1]}
+    return [s for s in steps if not s.startswith("deleted") or s in chosen]
+
+
 def check_kill(uri: str, step: str, options: dict[str, Any] | None = None,
                after_kill: Callable[[], None] | None = None) -> None:
     """Killed at ``step``: readers see every row once; a sweep can write again; the next
@@ -212,5 +219,124 @@ def test_kill_at_each_step_of_a_local_compaction(tmp_path: Path) -> None:
     deletes = [s for s in steps if s.startswith("deleted")]
     assert steps == ["listed", "wrote trials", "wrote epochs", "manifest", "committed",
                      *deletes, "cleaned"] and len(deletes) > 2
-    for n, step in enumerate(steps):
+    for n, step in enumerate(kill_points(steps)):
         check_kill(str(tmp_path / f"store{n}"), step)
+
+
+def test_compaction_and_sweeps_take_turns_on_the_lock(tmp_path: Path) -> None:
+    store = ResultsStore(str(tmp_path))
+    fill(store)
+    with store_lock(store.uri):  # a sweep is writing: a compaction is refused, no file touched
+        files = data_files(tmp_path)
+        with pytest.raises(StoreBusy, match="in use by another posetune sweep"):
+            compact(store, lambda line: None)
+        assert data_files(tmp_path) == files
+        compact(store, lambda line: None, lock=False)  # the sweep itself compacts
+    assert len(data_files(tmp_path)) == 2
+
+    fill(store, trials=3, start=40)
+    refused: list[str] = []
+
+    def sweep_starts(step: str) -> None:
+        if step == "listed":
+            with pytest.raises(StoreBusy) as busy, store_lock(store.uri):
+                pass
+            refused.append(str(busy.value))
+
+    compact(store, lambda line: None, hook=sweep_starts)
+    assert "in use by another posetune compaction" in refused[0]
+    assert f"pid {os.getpid()}" in refused[0]
+
+
+def write_foreign(path: Path) -> None:
+    pq.write_table(pa.table({"x": [1, 2]}), path)
+
+
+def test_a_bad_file_is_named_or_skipped_and_never_compacted_away(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = ResultsStore(str(tmp_path))
+    fill(store)
+    good = contents(store)
+    truncated = tmp_path / "trials" / "part-cut-0000.parquet"
+    truncated.write_bytes((tmp_path / "trials").glob("part-t1-*").__next__().read_bytes()[:300])
+    write_foreign(tmp_path / "epochs" / "part-foreign.parquet")
+    files = data_files(tmp_path)
+
+    with pytest.raises(BadStoreFile, match="part-cut-0000.parquet"):
+        store.read_trials()
+    assert main(["query", str(tmp_path)]) == 2
+    assert "part-cut-0000.parquet is not a readable results file" in capsys.readouterr().err
+    assert main(["compact", str(tmp_path)]) == 2  # nothing written, nothing deleted
+    assert data_files(tmp_path) == files and not (tmp_path / "_compactions").exists()
+
+    sql = "SELECT (SELECT count(*) FROM all_trials) AS trials, (SELECT count(*) FROM epochs) AS e"
+    assert main(["query", str(tmp_path), "--sql", sql, "--format", "json",
+                 "--skip-bad-files"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == [{"trials": 15, "e": 36}]
+    assert "skipped 2 bad file(s)" in err and "part-foreign.parquet" in err
+    assert "no column 'experiment'" in err
+
+    assert main(["compact", str(tmp_path), "--skip-bad-files"]) == 0
+    assert "2 bad file(s) left as they are" in capsys.readouterr().out
+    assert truncated.exists() and (tmp_path / "epochs" / "part-foreign.parquet").exists()
+    truncated.unlink()
+    (tmp_path / "epochs" / "part-foreign.parquet").unlink()
+    assert contents(store) == good
+
+
+def test_a_damaged_manifest_stops_every_read(tmp_path: Path) -> None:
+    store = ResultsStore(str(tmp_path))
+    fill(store)
+    compact(store, lambda line: None)
+    (manifest,) = (tmp_path / "_compactions").iterdir()
+    manifest.write_text("{not json")
+    with pytest.raises(ValueError, match="manifest .*manifest-0000000001.json is unreadable"):
+        store.read_trials()
+    assert main(["query", str(tmp_path), "--skip-bad-files"]) == 2  # never skipped
+
+
+def test_posetune_compact_as_the_readme_shows_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = ResultsStore("runs/study")
+    fill(store)
+    assert main(["query", "runs/study", "--sql", "SELECT count(*) AS n FROM trials",
+                 "--format", "csv"]) == 0
+    before = capsys.readouterr().out
+    assert main(["compact", "runs/study"]) == 0
+    assert "27 file(s) -> 2" in capsys.readouterr().out
+    assert main(["query", "runs/study", "--sql", "SELECT count(*) AS n FROM trials",
+                 "--format", "csv"]) == 0
+    assert capsys.readouterr().out == before == "n\n12\n\n"
+    assert main(["compact", "runs/nothing-here"]) == 2
+    assert "no results store at" in capsys.readouterr().err and not Path("runs/nothing-here").exists()
+
+
+@pytest.mark.s3
+def test_kill_at_each_step_of_a_compaction_on_s3(
+        s3_server: SeaweedS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Configured as a user would: credentials and endpoint in the environment (the lock's
+    # lease reads them there too); the child processes inherit them.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret)
+    monkeypatch.setenv("POSETUNE_S3_ENDPOINT", s3_server.endpoint_url)
+    monkeypatch.setenv("POSETUNE_SPOOL_DIR", str(tmp_path / "spool"))
+    base = s3_server.uri(f"compact-{os.getpid()}-{tmp_path.name}")
+    steps = steps_of(f"{base}/dry")
+    assert steps[:5] == ["listed", "wrote trials", "wrote epochs", "manifest", "committed"]
+    assert steps[-1] == "cleaned"
+    monkeypatch.setattr(lock, "SETTLE_S", 0.1)  # this process's leases; the children wait 1 s
+    for n, step in enumerate(kill_points(steps)):
+        uri = f"{base}/store{n}"
+
+        def lease_expires(uri: str = uri) -> None:
+            # The killed compaction's lease stays until it expires (LEASE_S): until then a
+            # sweep or compaction is refused; here it expires at once.
+            with pytest.raises(StoreBusy, match="compaction"):
+                compact(ResultsStore(uri), lambda line: None)
+            fs, root = StoreFiles(uri).fs, StoreFiles(uri).root
+            fs.rm_file(f"{root}/_posetune-sweep.lease.json")
+
+        check_kill(uri, step, after_kill=lease_expires)
