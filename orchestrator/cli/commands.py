@@ -7,7 +7,8 @@ import argparse
 import json
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -172,10 +173,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return report_outcome(outcome)
 
 
+@contextmanager
+def store_reading(args: argparse.Namespace) -> Iterator[None]:
+    """Reads of a results store under ``--skip-bad-files``: bad files are skipped and counted
+    on stderr; without it the first bad file stops the command (exit 2)."""
+    if not args.skip_bad_files:
+        yield
+        return
+    from orchestrator.store.layout import skipping_bad_files
+
+    with skipping_bad_files() as skipped:
+        yield
+    if skipped:
+        named = "; ".join(f"{path} ({why})" for path, why in list(skipped.items())[:3])
+        print(f"posetune: skipped {len(skipped)} bad file(s): {named}"
+              f"{' ...' if len(skipped) > 3 else ''}", file=sys.stderr)
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from orchestrator.store.compact import compact
+    from orchestrator.store.results import ResultsStore
+
+    compact(ResultsStore(args.results), print, skip_bad_files=args.skip_bad_files)
+    return 0
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     from orchestrator.store.query import format_table, query
 
-    print(format_table(query(args.results, args.sql), args.format))
+    with store_reading(args):
+        table = query(args.results, args.sql)
+    print(format_table(table, args.format))
     return 0
 
 
@@ -261,21 +289,25 @@ def named_or_generic(args: argparse.Namespace) -> tuple[str | None, str]:
 
 def cmd_table(args: argparse.Namespace) -> int:
     name, results = named_or_generic(args)
-    if name is not None:
-        from orchestrator.report.tables import render_table
+    with store_reading(args):
+        if name is not None:
+            from orchestrator.report.tables import render_table
 
-        print(render_table(name, results, args.format))
-        return 0
-    from orchestrator.report.experiment_table import render_experiment_table
+            text = render_table(name, results, args.format)
+        else:
+            from orchestrator.report.experiment_table import render_experiment_table
 
-    print(render_experiment_table(results, args.experiment, args.format))
+            text = render_experiment_table(results, args.experiment, args.format)
+    print(text)
     return 0
 
 
 def cmd_findings(args: argparse.Namespace) -> int:
     from orchestrator.report.findings import evaluate, render
 
-    print(render(evaluate(args.results, args.metric), args.metric))
+    with store_reading(args):
+        results = evaluate(args.results, args.metric)
+    print(render(results, args.metric))
     return 0
 
 

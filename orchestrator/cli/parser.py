@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.cli.commands import (
+    cmd_compact,
     cmd_data_convert,
     cmd_data_synth,
     cmd_demo,
@@ -169,7 +170,23 @@ def add_run_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_new)
 
 
+def add_bad_files_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--skip-bad-files", action="store_true",
+                   help="read the store without files that are not readable results files "
+                   "(truncated, another schema) and say how many, instead of stopping at the "
+                   "first")
+
+
 def add_result_commands(sub: Any) -> None:
+    p = add_command(sub, "compact", "rewrite a results store's many small files into a few "
+                    "large sorted ones, so queries and tables read it in seconds; every row "
+                    "stays, and a kill at any moment loses none and duplicates none", [
+                        "posetune compact runs/study",
+                        "posetune compact s3://bucket/study"])
+    p.add_argument("results", help="results folder or s3://bucket/prefix")
+    add_bad_files_argument(p)
+    p.set_defaults(func=cmd_compact)
+
     p = add_command(sub, "query", "SQL over the results (tables trials, epochs, all_trials)", [
                         "posetune query runs/two_stage --sql "
                         "\"SELECT variant_id, AP FROM trials ORDER BY AP DESC\"",
@@ -178,6 +195,7 @@ def add_result_commands(sub: Any) -> None:
     p.add_argument("--sql", help="a DuckDB SELECT (default: every trial's latest row)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table",
                    help="output format (default %(default)s)")
+    add_bad_files_argument(p)
     p.set_defaults(func=cmd_query)
 
     p = add_command(sub, "table", "render a table from results: a study table (NAME RESULTS) "
@@ -191,6 +209,7 @@ def add_result_commands(sub: Any) -> None:
                    "(default: the only one in RESULTS)")
     p.add_argument("--format", choices=["markdown", "csv"], default="markdown",
                    help="output format (default %(default)s)")
+    add_bad_files_argument(p)
     p.set_defaults(func=cmd_table)
 
     p = add_command(sub, "findings", "check the study's seven findings against a store that "
@@ -198,6 +217,7 @@ def add_result_commands(sub: Any) -> None:
         "posetune findings runs/study-mini   # after make study-mini"])
     p.add_argument("results", help="results folder or s3:// URI holding the seven experiments")
     p.add_argument("--metric", default="AP", help="the metric compared (default AP)")
+    add_bad_files_argument(p)
     p.set_defaults(func=cmd_findings)
 
     p = add_command(sub, "plot", "draw a figure from results: a study figure (NAME RESULTS) "

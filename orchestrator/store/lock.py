@@ -1,4 +1,5 @@
-"""One sweep at a time per results store: a lock file locally, a lease object on S3.
+"""One writer at a time per results store (a sweep, or a compaction): a lock file locally, a
+lease object on S3.
 
 Two sweeps into the same store would plan the same trials, both train them and race on
 ``--resume``. The second sweep therefore refuses at once, with one line naming the store and
@@ -13,7 +14,9 @@ the holder (host, pid, since when), instead of waiting an unknown time.
   short pause and proceeds only if its own token is there: of two sweeps starting within
   the same instant, at most one proceeds.
 
-Readers (``posetune query``, ``table``, ``report``) take no lock: rows are immutable files.
+Readers (``posetune query``, ``table``, ``report``) take no lock: rows are immutable files, and
+a compaction replaces files so that a reader sees every row exactly once at any moment
+(orchestrator.store.layout).
 """
 
 from __future__ import annotations
@@ -41,19 +44,19 @@ SETTLE_S = 1.0
 
 
 class StoreBusy(RuntimeError):
-    """Another sweep holds the results store."""
+    """Another sweep or compaction holds the results store."""
 
-    def __init__(self, store: str, holder: str) -> None:
-        self.store, self.holder = store, holder
-        super().__init__(f"results store {store} is in use by another posetune sweep "
+    def __init__(self, store: str, holder: str, command: str = "sweep") -> None:
+        self.store, self.holder, self.command = store, holder, command
+        super().__init__(f"results store {store} is in use by another posetune {command} "
                          f"({holder}); wait for it to end, or use another --results")
 
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:
-        return (type(self), (self.store, self.holder))
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        return (type(self), (self.store, self.holder, self.command))
 
 
-def _holder() -> dict[str, str | int]:
-    return {"host": socket.gethostname(), "pid": os.getpid(),
+def _holder(command: str) -> dict[str, str | int]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "command": command,
             "since": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
@@ -62,18 +65,19 @@ def _describe(info: dict[str, Any]) -> str:
 
 
 @contextmanager
-def store_lock(uri: str) -> Iterator[None]:
-    """Hold the store for one sweep (see the module docstring)."""
+def store_lock(uri: str, command: str = "sweep") -> Iterator[None]:
+    """Hold the store for one sweep or compaction (``command`` names it to whoever is
+    refused; see the module docstring)."""
     if storage.is_local(uri):
-        with _local_lock(Path(storage.strip_scheme(uri))):
+        with _local_lock(Path(storage.strip_scheme(uri)), command):
             yield
     else:
-        with _lease(uri):
+        with _lease(uri, command):
             yield
 
 
 @contextmanager
-def _local_lock(folder: Path) -> Iterator[None]:
+def _local_lock(folder: Path, command: str) -> Iterator[None]:
     """``flock`` on the lock file. A store this lock created and the sweep left empty (its
     preflight failed) is removed again: a refused sweep leaves no folder behind."""
     created = not folder.exists()
@@ -84,7 +88,7 @@ def _local_lock(folder: Path) -> Iterator[None]:
     with handle:
         handle.seek(0)
         handle.truncate()
-        handle.write(json.dumps(_holder()))
+        handle.write(json.dumps(_holder(command)))
         handle.flush()
         try:
             yield
@@ -115,7 +119,7 @@ def _locked(folder: Path) -> TextIO:
             except ValueError:
                 info = {}
             handle.close()
-            raise StoreBusy(str(folder), _describe(info)) from None
+            raise StoreBusy(str(folder), _describe(info), _command(info)) from None
         try:
             if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
                 return handle
@@ -125,7 +129,7 @@ def _locked(folder: Path) -> TextIO:
 
 
 @contextmanager
-def _lease(uri: str) -> Iterator[None]:
+def _lease(uri: str, command: str) -> Iterator[None]:
     path = storage.join(uri, LEASE_FILE)
     token = uuid.uuid4().hex
     try:
@@ -133,8 +137,9 @@ def _lease(uri: str) -> Iterator[None]:
         if current and current.get("token") != token and \
                 float(current.get("expires", 0)) > time.time():
             raise StoreBusy(uri, f"{_describe(current)}; its lease expires "
-                            f"{_when(float(current['expires']))} if that sweep was killed")
-        _write_lease(path, token)
+                            f"{_when(float(current['expires']))} if it was killed",
+                            _command(current))
+        _write_lease(path, token, command)
     except StoreBusy:
         raise
     except Exception as error:  # unreachable, bad credentials: one line naming the store
@@ -142,12 +147,12 @@ def _lease(uri: str) -> Iterator[None]:
     time.sleep(SETTLE_S)
     current = _read_lease(path)
     if not current or current.get("token") != token:
-        raise StoreBusy(uri, _describe(current or {}))
+        raise StoreBusy(uri, _describe(current or {}), _command(current or {}))
     stop = threading.Event()
 
     def renew() -> None:
         while not stop.wait(LEASE_S / 3):
-            _write_lease(path, token)
+            _write_lease(path, token, command)
 
     thread = threading.Thread(target=renew, name="posetune-lease", daemon=True)
     thread.start()
@@ -166,6 +171,10 @@ def not_writable(store: str, error: BaseException) -> PermissionError:
                            f"{lines[0] if lines else ''}")
 
 
+def _command(info: dict[str, Any]) -> str:
+    return str(info.get("command") or "sweep")  # leases of older versions name no command
+
+
 def _when(unix: float) -> str:
     return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")
 
@@ -179,6 +188,6 @@ def _read_lease(path: str) -> dict[str, Any] | None:
         return None
 
 
-def _write_lease(path: str, token: str) -> None:
-    lease = {**_holder(), "token": token, "expires": time.time() + LEASE_S}
+def _write_lease(path: str, token: str, command: str) -> None:
+    lease = {**_holder(command), "token": token, "expires": time.time() + LEASE_S}
     storage.write_bytes_atomic(path, json.dumps(lease).encode())

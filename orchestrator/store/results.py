@@ -1,7 +1,9 @@
 """The results store: trial and epoch records (:mod:`orchestrator.store.schema`) as Parquet files,
 locally or on S3, written with the records' Arrow schema.
 
-Layout under a store URI (a local folder or ``s3://bucket/prefix``)::
+Each append writes its own small file (the layout, and the one reader of it, are in
+:mod:`orchestrator.store.layout`; :mod:`orchestrator.store.compact` rewrites small files into
+large ones)::
 
     trials/part-<trial_id>-<uuid8>.parquet    one file per append_trial
     epochs/part-<trial_id>-<uuid8>.parquet    one file per append_epochs
@@ -30,12 +32,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestrator.store import storage
+from orchestrator.store.layout import StoreFiles, Where, brief, is_data_file
 from orchestrator.store.schema import TRIAL_KEY, EpochRecord, Record, TrialRecord, arrow_schema
 
 __all__ = ["EpochRecord", "ResultsStore", "TrialRecord", "latest_trials"]
 
 logger = logging.getLogger(__name__)
-READ_BATCH = 256
+# What the latest-row rule reads besides the columns asked for.
+LATEST_COLUMNS = (*TRIAL_KEY, "trial_id", "ended_at")
+# What a sweep's lookups at a stage's start need: --resume (finished rows and their digest),
+# reuse (a finished row's digest and checkpoint) and @best/@match references (the metric).
+LOOKUP_COLUMNS = (*LATEST_COLUMNS, "status", "job_digest", "checkpoint_uri", "reused_from")
 
 def _to_parquet(records: Sequence[Record], cls: type) -> bytes:
     rows = [dataclasses.asdict(record) for record in records]
@@ -47,37 +54,9 @@ def _to_parquet(records: Sequence[Record], cls: type) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Select and cast to ``schema``; columns missing from older files become nulls."""
-    if table.schema.equals(schema):
-        return table
-    columns = [
-        table[field.name].cast(field.type)
-        if field.name in table.column_names
-        else pa.nulls(table.num_rows, field.type)
-        for field in schema
-    ]
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _parquet(source: str | pa.BufferReader) -> pa.Table:
-    # Results files are small: ParquetFile without threads is several times faster per file
-    # than pq.read_table, which sets up a dataset for each call.
-    return pq.ParquetFile(source).read(use_threads=False)
-
-
 def _file_name(trial_id: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9_.=-]", "_", trial_id) or "trial"
     return f"part-{safe}-{uuid.uuid4().hex[:8]}.parquet"
-
-
-def _is_data_file(name: str) -> bool:
-    return name.endswith(".parquet") and not name.startswith((".", "_"))
-
-
-def _brief(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 def spool_root() -> Path:
@@ -152,7 +131,7 @@ class ResultsStore:
                 "results: could not write %s (%s); spooled it to %s. It is uploaded by the next "
                 "append or ResultsStore.flush_spool().",
                 uri,
-                _brief(error),
+                brief(error),
                 local,
             )
             return str(local)
@@ -170,7 +149,7 @@ class ResultsStore:
             for folder in ("trials", "epochs")
             if (self.spool_dir / folder).is_dir()
             for path in (self.spool_dir / folder).iterdir()
-            if _is_data_file(path.name)
+            if is_data_file(path.name)
         )
 
     def flush_spool(self) -> list[str]:
@@ -195,7 +174,7 @@ class ResultsStore:
                     len(pending) - len(uploaded),
                     self.spool_dir,
                     self.uri,
-                    _brief(error),
+                    brief(error),
                 )
                 break
             local.unlink(missing_ok=True)
@@ -212,21 +191,41 @@ class ResultsStore:
             storage.delete(probe, self.storage_options)
         except Exception as error:
             raise PermissionError(
-                f"results store {self.uri} is not writable: {_brief(error)}"
+                f"results store {self.uri} is not writable: {brief(error)}"
             ) from error
 
-    def read_trials(self, latest_only: bool = True) -> pa.Table:
-        """All trial rows (spool included); with ``latest_only`` one row per trial key."""
-        table = self._read("trials", TrialRecord)
+    @property
+    def files(self) -> StoreFiles:
+        return StoreFiles(self.uri, self.storage_options)
+
+    def read_trials(
+        self, latest_only: bool = True, columns: Sequence[str] | None = None,
+        where: Where | None = None,
+    ) -> pa.Table:
+        """Trial rows (spool included); with ``latest_only`` one row per trial key.
+
+        ``columns``: only these (plus the trial key, ``trial_id`` and ``ended_at``, which the
+        latest-row rule reads); ``where``: only rows whose column holds one of the values,
+        e.g. ``{"experiment": ["backbones"]}`` (compacted files are sorted so such a filter
+        skips most of them). A filter on any trial-key column keeps the latest-row rule exact.
+        """
+        if columns is not None:
+            columns = [*LATEST_COLUMNS, *(c for c in columns if c not in LATEST_COLUMNS)]
+        table = self.files.read("trials", columns, where, self.spooled_files())
         if latest_only:
             return latest_trials(table)
         return table.sort_by(
             [(name, "ascending") for name in TRIAL_KEY] + [("ended_at", "ascending")]
         )
 
-    def read_epochs(self) -> pa.Table:
-        table = self._read("epochs", EpochRecord)
+    def read_epochs(
+        self, columns: Sequence[str] | None = None, where: Where | None = None,
+    ) -> pa.Table:
+        """Epoch rows in trial and epoch order; ``columns``/``where`` as in read_trials."""
         order = [*TRIAL_KEY, "trial_id", "epoch", "restarted"]
+        if columns is not None:
+            columns = [*order, *(c for c in columns if c not in order)]
+        table = self.files.read("epochs", columns, where, self.spooled_files())
         return table.sort_by([(name, "ascending") for name in order])
 
     def finished_rows(self, experiment: str) -> dict[tuple[str, str, int], dict[str, Any]]:
@@ -234,25 +233,5 @@ class ResultsStore:
         latest row is ok or stopped (ASHA's cut is a finished trial; a failed one is rerun by
         ``--resume``). The same latest-row rule as :meth:`read_trials`, so a resume skips
         exactly the trials that the tables show as finished (when their digest matches)."""
-        return finished_rows(self.read_trials(latest_only=True).to_pylist(), experiment)
-
-    def _read(self, folder: str, cls: type) -> pa.Table:
-        schema = arrow_schema(cls)
-        fs, base = storage.filesystem_for(storage.join(self.uri, folder), self.storage_options)
-        fs.invalidate_cache(base)  # files written by other processes must be seen
-        paths = [path for path in fs.find(base) if _is_data_file(path.rsplit("/", 1)[-1])]
-        tables = []
-        # Concurrent batches of GETs (s3fs) rather than a dataset that opens files one by one;
-        # batches bound the memory held as raw bytes.
-        for start in range(0, len(paths), READ_BATCH):
-            blobs = fs.cat(paths[start : start + READ_BATCH])
-            tables += [_conform(_parquet(pa.BufferReader(blob)), schema) for blob in blobs.values()]
-        seen = {path.rsplit("/", 1)[-1] for path in paths}
-        for local in self.spooled_files():
-            if local.parent.name == folder and local.name not in seen:
-                tables.append(_conform(_parquet(str(local)), schema))
-        if not tables:
-            return schema.empty_table()
-        return pa.concat_tables(tables)
-
-
+        rows = self.read_trials(where={"experiment": [experiment]}).to_pylist()
+        return finished_rows(rows, experiment)
