@@ -245,19 +245,14 @@ def load_row_model(row: Row) -> tuple[torch.nn.Module, Any]:
 def export_trial(row: Row, out: str, catalog_path: str | None,
                  say: Callable[[str], None] = print) -> Parity:
     """Write ``out``/model.onnx, the PyTorch program, model.json and parity.json."""
-    from orchestrator.data.catalog import Catalog
-    from orchestrator.data.trialdata import test_set
-    from orchestrator.study.scale import SCALES
+    from orchestrator.infer.predict import trial_test_set
     from pose_core.skeletons import resolve_sigmas
 
     target = Path(out)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ValueError(f"--out {out} exists and is not an empty folder; choose a new one")
     model, cfg = load_row_model(row)
-    pools = SCALES.get(str(row.get("scale") or "smoke"), SCALES["smoke"]).dataset_sizes
-    catalog = Catalog.from_file(catalog_path, pools) if catalog_path else Catalog.default(
-        pools, needs={cfg.data.test: cfg.data.max_test or 0})
-    instances, skeleton = test_set(cfg, catalog)
+    instances, skeleton = trial_test_set(row, cfg, catalog_path)
     names = list(row.get("keypoint_names") or skeleton.keypoints)
     if list(skeleton.keypoints) != names:
         raise ValueError(f"the test set {cfg.data.test} has keypoints {skeleton.keypoints}, "
