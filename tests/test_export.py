@@ -104,8 +104,9 @@ def test_export_of_the_best_trial_passes_parity(
 def bad_row(row: dict[str, Any], seed: int, **changes: Any) -> TrialRecord:
     fields = {f.name for f in dataclasses.fields(TrialRecord)}
     values = {k: v for k, v in row.items() if k in fields}
-    values.update(seed=seed, trial_id=f"bad_{seed}", AP=None,
-                  ended_at=row["ended_at"] + timedelta(seconds=seed), **changes)
+    values.update({"seed": seed, "trial_id": f"bad_{seed}", "AP": None,
+                   "ended_at": row["ended_at"] + timedelta(seconds=seed)})
+    values.update(changes)
     return TrialRecord(**values)
 
 
@@ -144,6 +145,16 @@ def test_bad_trials_are_refused_and_leave_nothing(
     assert json.loads((out / "model.json").read_text())["trial"]["trial_id"] == row["trial_id"]
     code = main(["export", results, "--experiment", "quickstart", "--out", str(out)])
     assert code == 2 and "exists and is not an empty folder" in capsys.readouterr().err
+
+    # a row whose AP the checkpoint does not reproduce: exit 3, written, marked failed
+    store.append_trial(bad_row(row, 10, AP=row["AP"] + 0.5))
+    code = main(["export", results, "--experiment", "quickstart", "--trial", "bad_10",
+                 "--out", str(tmp_path / "off")])
+    assert code == 3
+    assert "differs from the trial row's AP" in capsys.readouterr().out
+    parity = json.loads((tmp_path / "off" / "parity.json").read_text())
+    assert parity["passed"] is False and parity["ap_row"] == row["AP"] + 0.5
+    assert (tmp_path / "off" / "model.onnx").is_file()
 
 
 def test_kitpose_falls_back_to_traced_exports(tmp_path: Path) -> None:
