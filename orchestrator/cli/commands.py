@@ -278,6 +278,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_FAILED if outcome.skipped else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from orchestrator.infer.export import choose_trial, export_trial
+    from orchestrator.report.experiment_table import final_rows
+    from orchestrator.study.files import shipped
+
+    rows, final, _ = final_rows(args.results, args.experiment)
+    definition = shipped(rows[0]["experiment"])
+    metric, mode = (definition.metric, definition.mode) if definition else ("AP", "max")
+    row = choose_trial(rows, final, metric, mode, args.trial)
+    # A failed parity check still writes DIR and its parity.json, marked failed.
+    return 0 if export_trial(row, args.out, args.catalog).passed else EXIT_FAILED
+
+
 def named_or_generic(args: argparse.Namespace) -> tuple[str | None, str]:
     """``NAME RESULTS`` (a study table or figure) or ``RESULTS`` (the generic form)."""
     if len(args.target) == 2 and args.experiment is None:

@@ -17,6 +17,7 @@ from orchestrator.cli.commands import (
     cmd_data_synth,
     cmd_demo,
     cmd_eval,
+    cmd_export,
     cmd_findings,
     cmd_list,
     cmd_model_info,
@@ -327,6 +328,22 @@ def add_tool_commands(sub: Any) -> None:
     p.add_argument("--out", required=True, help="COCO keypoint results JSON to write")
     p.add_argument("--overlay", help="folder for images with the skeleton drawn")
     p.set_defaults(func=cmd_predict)
+
+    p = add_command(sub, "export", "a trial's model as ONNX and torch.export files, checked "
+                    "against PyTorch on the trial's test images", [
+        "posetune export runs/study --experiment quickstart --out model/   # the best trial",
+        "posetune export runs/study --experiment quickstart --trial bd706_00002 --out model/"])
+    p.add_argument("results", help="results URI: a local dir or s3://bucket/prefix")
+    p.add_argument("--experiment", help="the experiment (default: the store's only one)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--trial", help="this trial id (see posetune query) instead of the best")
+    which.add_argument("--best", action="store_true", help="the best trial of the final stage "
+                       "by the experiment's metric averaged over seeds (the default)")
+    p.add_argument("--out", required=True, help="new folder for model.onnx, model.pt2, "
+                   "model.json and parity.json")
+    p.add_argument("--catalog", help="the sweep's data catalog TOML, for the trial's test "
+                   "images (default: generated data)")
+    p.set_defaults(func=cmd_export)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

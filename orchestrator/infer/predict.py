@@ -131,13 +131,33 @@ def load_trained(checkpoint: str) -> tuple[torch.nn.Module, TrialConfig, Skeleto
     return model, cfg, skeleton
 
 
+def trial_test_set(
+    row: dict[str, Any], cfg: TrialConfig, catalog_path: str | None
+) -> tuple[list[Instance], Skeleton]:
+    """A trial row's test instances and skeleton: from the sweep's catalog file, else the
+    default catalog as the row's scale generated it (its fixed pools, if any)."""
+    from orchestrator.data.catalog import Catalog
+    from orchestrator.data.trialdata import test_set
+    from orchestrator.study.scale import SCALES
+
+    pools = SCALES.get(str(row.get("scale") or "smoke"), SCALES["smoke"]).dataset_sizes
+    catalog = Catalog.from_file(catalog_path, pools) if catalog_path else Catalog.default(
+        pools, needs={cfg.data.test: cfg.data.max_test or 0})
+    return test_set(cfg, catalog)
+
+
+def instance_loader(cfg: TrialConfig, skeleton: Skeleton, instances: Sequence[Instance]) -> Any:
+    """Test-time crops of ``instances`` (no augmentation), in order, batches of 16."""
+    dataset = TopDownDataset.for_skeleton(
+        list(instances), skeleton, input_size=cfg.data.input_size, image_cache=ImageCache())
+    return make_loader(dataset, 16, False, 0)
+
+
 def predict_instances(
     model: torch.nn.Module, cfg: TrialConfig, skeleton: Skeleton, instances: Sequence[Instance]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints ``(N, K, 2)`` in image pixels and scores ``(N, K)``, in ``instances`` order."""
-    dataset = TopDownDataset.for_skeleton(
-        list(instances), skeleton, input_size=cfg.data.input_size, image_cache=ImageCache())
-    loader = make_loader(dataset, 16, False, 0)
+    loader = instance_loader(cfg, skeleton, instances)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     coords, scores, indices = predict(model, loader, device, skeleton.flip_index, cfg.eval)

@@ -155,9 +155,12 @@ def pose_gallery(
 
     import cv2
 
-    from orchestrator.data.catalog import Catalog
-    from orchestrator.data.trialdata import test_set
-    from orchestrator.infer.predict import draw_pose, load_trained, predict_instances
+    from orchestrator.infer.predict import (
+        draw_pose,
+        load_trained,
+        predict_instances,
+        trial_test_set,
+    )
     from pose_core.pck import instance_oks
     from pose_core.readers import load_image
     from pose_core.skeletons import resolve_sigmas
@@ -166,13 +169,7 @@ def pose_gallery(
     recorded = json.loads(best["config_json"] or "{}")
     if recorded and recorded != cfg.to_dict():
         raise ValueError("the checkpoint's config differs from the trial row's")
-    from orchestrator.study.scale import SCALES
-
-    # The default catalog as the trial's scale generated it (its fixed pools, if any).
-    pools = SCALES.get(str(best.get("scale") or "smoke"), SCALES["smoke"]).dataset_sizes
-    catalog = Catalog.from_file(catalog_path, pools) if catalog_path else Catalog.default(
-        pools, needs={cfg.data.test: cfg.data.max_test or 0})
-    instances, _ = test_set(cfg, catalog)
+    instances, _ = trial_test_set(best, cfg, catalog_path)
     coords, scores = predict_instances(model, cfg, skeleton, instances)
     sigmas = resolve_sigmas(cfg.eval.sigmas, skeleton)
     oks = np.array([instance_oks(c, i.keypoints, i.area, sigmas)
