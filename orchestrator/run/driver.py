@@ -33,6 +33,7 @@ from orchestrator.plan.preflight import Planned, preflight
 from orchestrator.run.interrupt import EXIT_INTERRUPTED, sigterm_as_ctrl_c
 from orchestrator.run.stages import StageResult, SweepContext, run_stage
 from orchestrator.run.tuner import Resources
+from orchestrator.store.compact import compact
 from orchestrator.store.lock import store_lock
 from orchestrator.store.results import ResultsStore
 from orchestrator.store.storage import join
@@ -236,7 +237,23 @@ def run_stages(sweep: SweepContext, planned: Planned, catalog: dict[str, Any]) -
         finished[stage.name] = result.finished
         if outcome.interrupted:
             break
+        compact_stage(sweep, stage.name)
     return outcome
+
+
+def compact_stage(sweep: SweepContext, stage: str) -> None:
+    """The stage's small row files into a few sorted ones (the sweep holds the lock). A file
+    compaction cannot read stops only the compaction: the rows are already safe, and
+    ``posetune compact`` names the file."""
+    try:
+        done = compact(sweep.store, say=lambda line: None, lock=False)
+    except Exception as error:  # noqa: BLE001 - a failed compaction never fails the sweep
+        first = (str(error).strip().splitlines() or [""])[0]
+        sweep.say(f"[{sweep.experiment.name}/{stage}] results not compacted "
+                  f"({type(error).__name__}: {first}); run posetune compact {sweep.store.uri}")
+        return
+    if done.rows:
+        sweep.say(f"[{sweep.experiment.name}/{stage}] {done.summary(sweep.store.uri)}")
 
 
 def plan_sweep(
