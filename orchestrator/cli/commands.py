@@ -36,7 +36,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     rows = describe_all(args.path)
     if not rows:
-        raise ValueError(f"no experiment files (*.py) in {args.path}")
+        where = args.path or "search_spaces"
+        raise ValueError(f"no experiment files in {where} (a .py file that assigns "
+                         "EXPERIMENT or calls Experiment(...))")
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -69,25 +71,47 @@ def sweep_options(args: argparse.Namespace, results: str) -> Any:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from orchestrator.run.driver import run_sweep
+    from orchestrator.run.trackers import check_trackers
     from orchestrator.store.query import format_table
-    from orchestrator.study.files import load_experiment
+    from orchestrator.study.files import load_experiment, names
 
     experiment = load_experiment(args.experiment)
     results = args.results or f"runs/{experiment.name}"
     if (args.calibrate or args.throughput) and not args.plan:
         print("posetune sweep: --calibrate and --throughput go with --plan", file=sys.stderr)
         return 2
+    options = sweep_options(args, results)
+    # What the sweep connects to answers now, in seconds, not minutes after Ray started.
+    loggers, problems = check_trackers(options.loggers, results)
+    options = dataclasses.replace(options, loggers=tuple(loggers))
+    problems += ray_address_problems(args.address)
     if args.plan:
         from orchestrator.run.driver import plan_sweep
 
-        plan_sweep(experiment, sweep_options(args, results), args.throughput,
-                   calibrate=args.calibrate)
+        plan_sweep(experiment, options, args.throughput, calibrate=args.calibrate,
+                   problems=problems)
         return 0
-    outcome = run_sweep(experiment, sweep_options(args, results))
+    if problems:
+        raise ValueError(problems[0])
+    outcome = run_sweep(experiment, options)
     if not outcome.interrupted:  # after Ctrl-C the interruption line is what comes next
-        print_results(outcome.store, experiment.name, format_table)
+        print_results(outcome.store, experiment.name, format_table,
+                      study_table=args.experiment in names())
     return report_outcome(outcome)
+
+
+def ray_address_problems(address: str | None) -> list[str]:
+    """The Ray cluster to join (``--address``, else ``RAY_ADDRESS``) answers, or why not."""
+    import os
+
+    from orchestrator.run.reachable import address_problem
+
+    source = "--address" if address else "RAY_ADDRESS"
+    problem = address_problem(address or os.environ.get("RAY_ADDRESS"), source)
+    return [problem] if problem else []
 
 
 def report_outcome(outcome: Any) -> int:
@@ -119,8 +143,11 @@ def resume_command() -> str:
     return shlex.join(argv)
 
 
-def print_results(store: Any, experiment: str, format_table: Any) -> None:
-    from orchestrator.store.query import query
+def print_results(store: Any, experiment: str, format_table: Any,
+                  study_table: bool = True) -> None:
+    """The sweep's rows, and the commands that show them (each runs as printed): a shipped
+    experiment's study table (``study_table``), else the generic table of any experiment."""
+    from orchestrator.store.query import QUERY_TABLES, query
 
     sql = (
         "SELECT stage, variant_id, seed, status, printf('%.3f', AP) AS AP, "
@@ -131,10 +158,13 @@ def print_results(store: Any, experiment: str, format_table: Any) -> None:
     print(format_table(query(store.uri, sql), "table"))
     posetune, uri = how_to_rerun(store.uri)
     results = shlex.quote(uri)
+    table = (f"{posetune} table {experiment} {results}" if study_table
+             else f"{posetune} table {results} --experiment {shlex.quote(experiment)}")
     example = f"\"SELECT variant_id, AP FROM trials WHERE experiment = '{experiment}'\""
     print(f"AP, AP75, AP85 and PCK05 are 0 to 1, higher is better; wall_s is seconds.\n"
-          f"Next: {posetune} table {experiment} {results}\n"
-          f"      {posetune} query {results} --sql {example}   (tables: trials, epochs)")
+          f"Next: {table}\n"
+          f"      {posetune} query {results} --sql {example}   "
+          f"(tables: {', '.join(QUERY_TABLES)})")
 
 
 def how_to_rerun(results_uri: str) -> tuple[str, str]:

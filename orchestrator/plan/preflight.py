@@ -63,48 +63,103 @@ def datasets_read(config: TrialConfig) -> set[str]:
     return names
 
 
+# What a failed check raises (the CLI turns these into one line, exit 2).
+CHECK_ERRORS: tuple[type[Exception], ...] = (ValueError, OSError, KeyError, RuntimeError)
+
+
+class Problems:
+    """Where a failed check goes: raised at once (a sweep), or noted as one line (``--plan``,
+    which prints the plan and under it each problem the sweep would stop on)."""
+
+    def __init__(self, collected: list[str] | None) -> None:
+        self.collected = collected
+
+    def add(self, error: Exception) -> None:
+        """Raises ``error`` for a sweep; notes its first line for a plan."""
+        if self.collected is None:
+            raise error
+        lines = str(error).strip().splitlines()
+        line = lines[0] if lines else type(error).__name__
+        if line not in self.collected:
+            self.collected.append(line)
+
+
 def preflight(
     experiment: Experiment, options: SweepOptions, say: Callable[[str], None] = print,
-    sizes: dict[str, int] | None = None,
+    sizes: dict[str, int] | None = None, problems: list[str] | None = None,
 ) -> tuple[Planned, Catalog]:
     """Plan every trial and check everything it will read. Returns the jobs and the checked
-    catalog; ``sizes`` (when given) receives each dataset's number of instances."""
+    catalog; ``sizes`` (when given) receives each dataset's number of instances.
+
+    With ``problems`` (a list: ``--plan``), what only training needs (initial weights, each
+    dataset, its images and sizes, the sigma sets that depend on it) is checked the same way
+    but each failure is appended as one line instead of raised; the plan then leaves out what
+    could not be read. The experiment, the catalog file and the results store still raise.
+    """
+    notes = Problems(problems)
     planned = plan(experiment, options)
     catalog = make_catalog(options, planned)
     names: set[str] = set()
-    weights: dict[tuple[str, str | None, str], str] = {}
+    weights: dict[tuple[str, str | None, str], str | Exception] = {}
     for jobs in planned.values():
         for job in jobs:
             names |= datasets_read(job.config)
-            check_weights(job.config, catalog, weights)
-    for line in sorted(set(weights.values())):
+            try:
+                check_weights(job.config, catalog, weights)
+            except CHECK_ERRORS as error:
+                notes.add(error)
+    for line in sorted({v for v in weights.values() if isinstance(v, str)}):
         say(f"initial weights: {line}")
     catalog.check_read(names)
     say(f"checking {len(names)} dataset(s): {', '.join(sorted(names))}")
-    available, skeletons = {}, {}
-    for name, (report, images, skeleton) in catalog.validate(names, say).items():
+    available, skeletons, unread = {}, {}, set()
+    for name in sorted(names):
+        try:
+            ((report, images, skeleton),) = catalog.validate([name], say).values()
+        except CHECK_ERRORS as error:
+            notes.add(error)
+            unread.add(name)
+            continue
         say("  " + report.summary())
         available[name], skeletons[name] = images, skeleton
         if sizes is not None:
             sizes[name] = report.kept
-    catalog = check_images(catalog, names, say)
+    for name in sorted(names - unread):
+        try:
+            catalog = check_images(catalog, {name}, say)
+        except CHECK_ERRORS as error:
+            notes.add(error)
+            unread.add(name)
     for jobs in planned.values():
         for job in jobs:
-            # A sigma set that does not fit the test skeleton fails here, not in a worker.
-            resolve_sigmas(job.config.eval.sigmas, skeletons[job.config.data.test])
+            test = job.config.data.test
+            if test not in skeletons:
+                continue
+            try:
+                # A sigma set that does not fit the test skeleton fails here, not in a worker.
+                resolve_sigmas(job.config.eval.sigmas, skeletons[test])
+            except CHECK_ERRORS as error:
+                notes.add(error)
     for name, count in needed_sizes(planned, test_cap=False).items():
-        if count > available.get(name, count):
-            raise ValueError(
+        if name in available and count > available[name]:
+            notes.add(ValueError(
                 f"a trial draws {count} images from dataset {name!r} but it has only "
-                f"{available[name]} ({catalog.entry(name).kind} entry in {catalog.source})"
-            )
+                f"{available[name]} ({catalog.entry(name).kind} entry in {catalog.source})"))
     ResultsStore(options.results).check_writable()
-    return with_data_digests(planned, catalog), catalog
+    return with_data_digests(planned, catalog, unread), catalog
 
 
-def with_data_digests(planned: Planned, catalog: Catalog) -> Planned:
+def problem_lines(problems: list[str]) -> str:
+    """What ``--plan`` prints under the plan: each problem the sweep would stop on."""
+    head = (f"the sweep would stop before training on {len(problems)} problem(s); the plan "
+            "above leaves out what could not be read:")
+    return "\n".join([head, *(f"  - {line}" for line in problems)])
+
+
+def with_data_digests(planned: Planned, catalog: Catalog, unread: set[str] | None = None) -> Planned:
     """Each grid job with the digest of the exact instances it trains and tests on (the
-    mixing is cheap; each dataset's annotations are read once here)."""
+    mixing is cheap; each dataset's annotations are read once here). Jobs that read a
+    dataset in ``unread`` (``--plan`` found it unreadable) keep no digest."""
     import hashlib
 
     from orchestrator.data.trialdata import assemble
@@ -121,7 +176,7 @@ def with_data_digests(planned: Planned, catalog: Catalog) -> Planned:
     for stage, jobs in planned.items():
         out[stage] = []
         for job in jobs:
-            if not job.sampled:
+            if not job.sampled and not datasets_read(job.config) & (unread or set()):
                 data = assemble(job.config, cast(Catalog, Once()))
                 tests = ",".join(sorted(inst.key() for inst in data.test))
                 digest = hashlib.sha256(f"{data.mixed.digest}|{tests}".encode()).hexdigest()
@@ -152,21 +207,30 @@ def check_images(catalog: Catalog, names: set[str], say: Callable[[str], None]) 
 
 
 def check_weights(config: TrialConfig, catalog: Catalog,
-                  seen: dict[tuple[str, str | None, str], str] | None = None) -> None:
+                  seen: dict[tuple[str, str | None, str], str | Exception] | None = None) -> None:
     """Every initial-weights reference a trial will load resolves now: the catalog's or an
     explicit file (a state dict that fits the backbone), an ``s3://`` object, or timm's hub
-    weights (cached, or online). Each distinct source is checked once (``seen``)."""
+    weights (cached, or online). Each distinct source is checked once (``seen`` keeps its
+    line, or the error it raised, raised again for every trial that names it)."""
     from orchestrator.data.weights import check_named_weights, check_weights_source
 
     model = config.model
     if model.init == "random" or is_reference(model.weights):
         return
     key = (model.backbone, model.weights, model.init)
-    if seen is not None and key in seen:
+    cached = seen.get(key) if seen is not None else None
+    if isinstance(cached, Exception):
+        raise cached
+    if cached is not None:
         return
-    if model.weights is None:
-        line = check_weights_source(model.backbone, catalog)
-    else:
-        line = check_named_weights(model.weights, model.backbone, model.init)
+    try:
+        if model.weights is None:
+            line = check_weights_source(model.backbone, catalog)
+        else:
+            line = check_named_weights(model.weights, model.backbone, model.init)
+    except CHECK_ERRORS as error:
+        if seen is not None:
+            seen[key] = error
+        raise
     if seen is not None:
         seen[key] = line

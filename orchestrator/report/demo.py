@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.store.query import QUERY_TABLES
+
 WIDTH = 100  # wrap prose here; the table and commands are never wrapped
 QUESTION = "do a few real and a few synthetic images help a model trained on a generic base set?"
 
@@ -168,13 +170,16 @@ def wrap(text: str) -> list[str]:
 
 
 def next_lines(posetune: str, results: str) -> list[str]:
+    """The commands to run next, each as it runs from the user's folder; the seeds sweep
+    goes into the demo's own store with --resume, so it keeps the demo's 4 trials."""
     where = shlex.quote(results)
     sql = shlex.quote("SELECT variant_id, AP, PCK05 FROM trials ORDER BY AP DESC")
     commands = (
         ("these rows as the study's tables look", f"{posetune} table quickstart {where}"),
-        ("SQL over the rows (tables: trials, epochs)", f"{posetune} query {where} --sql {sql}"),
-        ("3 seeds per arm (12 trials, about 12 min on 2 cores): means with 95% intervals",
-         f"{posetune} sweep quickstart --seeds 3"),
+        (f"SQL over the rows (tables: {', '.join(QUERY_TABLES)})",
+         f"{posetune} query {where} --sql {sql}"),
+        ("3 seeds per arm, keeping these 4 trials (8 more, about 8 min on 2 cores): means "
+         "with 95% intervals", f"{posetune} sweep quickstart --seeds 3 --results {where} --resume"),
         ("the study's experiments; run one CPU-sized with: sweep NAME --smoke",
          f"{posetune} list"),
     )

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.plan.cost import SweepPlan, make_plan, render, write_plan
-from orchestrator.plan.preflight import Planned, preflight
+from orchestrator.plan.preflight import Planned, preflight, problem_lines
 from orchestrator.run.interrupt import EXIT_INTERRUPTED, sigterm_as_ctrl_c
 from orchestrator.run.stages import StageResult, SweepContext, run_stage
 from orchestrator.run.tuner import Resources
@@ -259,18 +259,24 @@ def compact_stage(sweep: SweepContext, stage: str) -> None:
 def plan_sweep(
     experiment: Experiment, options: SweepOptions, throughput: float | None = None,
     say: Callable[[str], None] = say_now, calibrate: bool = False,
+    problems: list[str] | None = None,
 ) -> SweepPlan:
     """``--plan``: the preflight and the cost of every stage, written beside the results;
     nothing is trained and no Ray cluster starts. ``calibrate``: measure the training
-    throughput of every backbone and input size first (orchestrator.plan.calibration)."""
+    throughput of every backbone and input size first (orchestrator.plan.calibration).
+    What only training needs is never refused: each problem the sweep would stop on
+    (``problems`` from the caller, then the preflight's) is printed under the plan."""
     from orchestrator.plan.calibration import calibrate as measure
 
     options = dataclasses.replace(options, results=absolute(options.results))
     sizes: dict[str, int] = {}
-    planned, catalog = preflight(experiment, options, say, sizes)
+    problems = list(problems or [])
+    planned, catalog = preflight(experiment, options, say, sizes, problems)
     if calibrate and not throughput:
         measure([job for stage_jobs in planned.values() for job in stage_jobs], say)
     plan = make_plan(experiment, planned, sizes, options, catalog.to_dict(), throughput)
     say(render(plan).rstrip())
+    if problems:
+        say(problem_lines(problems))
     say(f"plan written to {write_plan(plan, options.results)}")
     return plan

@@ -9,7 +9,6 @@ tracker, since it imports the tracker's package.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
@@ -17,11 +16,10 @@ from ray.air.integrations.wandb import WandbLoggerCallback
 from ray.tune.logger import TBXLoggerCallback
 
 from orchestrator.run.trackers import (
-    MODULES,
-    PIP_PACKAGES,
     checkpoint_uri,
     final_metrics,
-    parse_spec,
+    missing_package,
+    parse_specs,
     report_metrics,
     tracked_params,
 )
@@ -111,16 +109,13 @@ class WandbCallback(WandbLoggerCallback):
 
 def tracker_callbacks(specs: list[str], experiment: str) -> list[Any]:
     """Tune callbacks for ``--log`` values; the MLflow experiment / W&B project is
-    ``experiment`` unless the spec names one (W&B: ``wandb=PROJECT``)."""
-    parsed = [parse_spec(spec) for spec in specs]
-    seen = [name for name, _ in parsed]
-    repeated = sorted({n for n in seen if seen.count(n) > 1})
-    if repeated:
-        raise ValueError(f"--log {', '.join(repeated)} given more than once")
+    ``experiment`` unless the spec names one (W&B: ``wandb=PROJECT``). The specs are those
+    :func:`~orchestrator.run.trackers.check_trackers` resolved (``mlflow`` has its URI)."""
+    parsed = parse_specs(specs)
     for name, _ in parsed:
-        if importlib.util.find_spec(MODULES[name]) is None:
-            raise ValueError(f"--log {name} needs the {PIP_PACKAGES[name]!r} package: "
-                             f"pip install {PIP_PACKAGES[name]}")
+        missing = missing_package(name)
+        if missing:
+            raise ValueError(missing)
     return [_callback(name, target, experiment) for name, target in parsed]
 
 

@@ -7,6 +7,9 @@ end the last report's metrics under ``final.*`` plus the checkpoint URI. The cli
 the trackers' own, driven by Ray's callbacks; we only choose what they are given.
 
 The tracker packages are optional: a missing one is a one-line error naming the pip package.
+``--log mlflow`` without a URI logs to a SQLite database in the results store
+(``RESULTS/mlflow.db``); :func:`check_trackers` settles that, and refuses what would fail
+after Ray started (a file store, which current MLflow refuses; a server that does not answer).
 TensorBoard event files go into each trial's folder beside Tune's other trial files; W&B
 honours its usual environment (``WANDB_MODE=offline``, ``WANDB_DIR``, ``WANDB_API_KEY``).
 """
@@ -14,11 +17,15 @@ honours its usual environment (``WANDB_MODE=offline``, ``WANDB_DIR``, ``WANDB_AP
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
+from orchestrator.run.reachable import http_problem
 from orchestrator.study.secrets import has_secret, is_secret_key
 from pose_core.config import flatten
 from pose_core.epoch_report import EpochReport
@@ -52,6 +59,75 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
         raise ValueError("--log tensorboard takes no URI: event files go into each trial's "
                          "folder under the Tune storage")
     return name, target or None
+
+
+def parse_specs(specs: Sequence[str]) -> list[tuple[str, str | None]]:
+    """Every ``--log`` value parsed; a tracker named twice raises."""
+    parsed = [parse_spec(spec) for spec in specs]
+    seen = [name for name, _ in parsed]
+    repeated = sorted({n for n in seen if seen.count(n) > 1})
+    if repeated:
+        raise ValueError(f"--log {', '.join(repeated)} given more than once")
+    return parsed
+
+
+def missing_package(name: str) -> str | None:
+    """The one-line error for a tracker whose package is not installed, or None."""
+    if importlib.util.find_spec(MODULES[name]) is not None:
+        return None
+    return f"--log {name} needs the {PIP_PACKAGES[name]!r} package: pip install {PIP_PACKAGES[name]}"
+
+
+# ------------------------------------------------------------ checked before Ray starts
+
+MLFLOW_DB = "mlflow.db"
+
+
+def check_trackers(specs: Sequence[str], results: str) -> tuple[list[str], list[str]]:
+    """The ``--log`` values as the sweep uses them, and each problem that would stop it.
+
+    ``mlflow`` without a URI becomes ``mlflow=sqlite:///RESULTS/mlflow.db``. A missing
+    package, a file store (current MLflow refuses them unless ``MLFLOW_ALLOW_FILE_STORE`` is
+    set) and a tracking server that does not answer within seconds are problems: a sweep stops
+    on them before Ray starts, ``--plan`` lists them. An unknown or repeated tracker raises.
+    """
+    resolved, problems = [], []
+    for name, target in parse_specs(specs):
+        missing = missing_package(name)
+        if missing:
+            problems.append(missing)
+        if name == "mlflow":
+            target, problem = mlflow_target(target, results)
+            if problem:
+                problems.append(problem)
+        resolved.append(f"{name}={target}" if target else name)
+    return resolved, problems
+
+
+def mlflow_target(target: str | None, results: str) -> tuple[str | None, str | None]:
+    """The tracking URI for ``--log mlflow[=TARGET]`` and the problem with it, if any."""
+    local_results = "://" not in results or results.startswith("file://")
+    if target is None:
+        if not local_results:
+            return None, (f"--log mlflow: the results are at {results}, and MLflow's SQLite "
+                          "database must be a file on this machine; give --log "
+                          "mlflow=sqlite:////PATH/mlflow.db or a tracking server's http:// URI")
+        folder = os.path.abspath(os.path.expanduser(results.removeprefix("file://")))
+        return f"sqlite:///{os.path.join(folder, MLFLOW_DB)}", None
+    scheme = urlsplit(target).scheme.lower()
+    if scheme == "file" or (not scheme and target != "databricks"):
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("1", "true"):
+            return target, None  # the user's own opt-in to MLflow's file store
+        return target, (f"--log mlflow={target}: current MLflow refuses file stores; use "
+                        f"--log mlflow (a SQLite database in the results store, RESULTS/"
+                        f"{MLFLOW_DB}) or --log mlflow=sqlite:///{MLFLOW_DB}")
+    if scheme in ("http", "https"):
+        why = http_problem(target.rstrip("/") + "/health")
+        if why:
+            return target, (f"--log mlflow={target}: the MLflow server does not answer "
+                            f"({why}); start it, or give --log mlflow alone to log to a SQLite "
+                            f"database in the results store")
+    return target, None
 
 
 # ------------------------------------------------------------------ what trackers are given

@@ -16,6 +16,9 @@ from tabulate import tabulate
 from orchestrator.store.results import ResultsStore, latest_trials
 from orchestrator.store.schema import EpochRecord, arrow_schema
 
+# The tables a query reads; every hint that names them (the CLI's, the demo's) says all three.
+QUERY_TABLES = ("trials", "epochs", "all_trials")
+
 
 def query(
     uri: str, sql: str | None = None, storage_options: dict[str, Any] | None = None

@@ -10,6 +10,7 @@ job's working directory under ``ray job submit --working-dir .``.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import importlib.util
@@ -118,11 +119,35 @@ def _pick(module: ModuleType, attribute: str, spec: str) -> Experiment:
 
 
 def experiment_files(folder: str) -> list[Path]:
-    """The ``*.py`` files of ``folder``, each one experiment; ``_``-prefixed files are helpers."""
+    """The experiment files among the ``*.py`` files of ``folder``, found without running
+    any: a file is one when its source (parsed, not executed) assigns ``EXPERIMENT`` or calls
+    ``Experiment(...)``. Other scripts, ``_``-prefixed helpers and files that do not parse
+    are never imported."""
     root = Path(folder)
     if not root.is_dir():
         raise ValueError(f"--path {folder}: not a folder")
-    return sorted(p for p in root.glob("*.py") if not p.name.startswith("_"))
+    return sorted(p for p in root.glob("*.py")
+                  if not p.name.startswith("_") and defines_experiment(p))
+
+
+def defines_experiment(path: Path) -> bool:
+    """Whether the file's source assigns ``EXPERIMENT`` or calls ``Experiment`` (read as
+    text and parsed; never executed)."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError, OSError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == "EXPERIMENT" \
+                and isinstance(node.ctx, ast.Store):
+            return True
+        if isinstance(node, ast.Call):
+            func = node.func
+            called = func.id if isinstance(func, ast.Name) else \
+                func.attr if isinstance(func, ast.Attribute) else None
+            if called == "Experiment":
+                return True
+    return False
 
 
 def datasets_of(experiment: Experiment) -> list[str]:

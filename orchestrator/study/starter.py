@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from orchestrator.study.files import names
+
 STARTER = '''"""{name}: does a smaller learning rate help? (posetune starter experiment)
 
 Written by `posetune new`. {how}
@@ -66,12 +68,16 @@ GENERATED_DATA = ('"data.base_count": 120,', '"data.max_test": 60,')
 OWN_SMOKE = '\n    scales={"smoke": {"data.max_test": None}},  # --smoke: still the whole (small) test set'
 
 
+def experiment_name(path: str | Path) -> str:
+    """The starter's experiment name: the file's stem, other characters as ``_``."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", Path(path).stem) or "my_study"
+
+
 def starter_text(path: str | Path, data: str | None = None) -> str:
     """The starter file's text; the experiment is named after the file's stem. With ``data``,
     it trains on catalog entry ``data`` and tests on ``data-test``; without, on generated
     data, the own-species lines commented out."""
-    stem = Path(path).stem
-    name = re.sub(r"[^A-Za-z0-9_-]+", "_", stem) or "my_study"
+    name = experiment_name(path)
     own = [line.format(data=data or "my-species") for line in OWN_DATA]
     if data:
         lines = [f"    # Your own species: catalog entries {data} and {data}-test",
@@ -98,10 +104,19 @@ def starter_text(path: str | Path, data: str | None = None) -> str:
 
 
 def write_starter(path: str | Path, force: bool = False, data: str | None = None) -> str:
-    """Write the starter to ``path`` (refusing to overwrite unless ``force``); returns the path."""
+    """Write the starter to ``path`` (refusing to overwrite unless ``force``); returns the path.
+
+    A file named like a shipped experiment is refused: its rows would carry the shipped
+    experiment's name, mix with that experiment's in a results store, and be rendered with
+    its study table."""
     target = Path(path)
     if target.suffix != ".py":
         raise ValueError(f"{path}: an experiment file must end in .py")
+    name = experiment_name(target)
+    if name in names():
+        raise ValueError(f"{path}: {name!r} is the name of a shipped experiment (posetune "
+                         f"list), and the file's experiment is named after it; choose another "
+                         f"name, e.g. my_{name}.py")
     if target.exists() and not force:
         raise FileExistsError(f"{path} exists; pass --force to overwrite it")
     target.parent.mkdir(parents=True, exist_ok=True)
