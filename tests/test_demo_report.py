@@ -13,6 +13,7 @@ from orchestrator.report.demo import (
     Spread,
     duration_text,
     invocation,
+    next_lines,
     render_demo_report,
 )
 
@@ -62,7 +63,10 @@ def test_next_commands_use_the_invocation_and_name_the_tables() -> None:
     assert ".venv/bin/posetune table quickstart posetune-demo/results" in commands
     assert (".venv/bin/posetune query posetune-demo/results --sql "
             "'SELECT variant_id, AP, PCK05 FROM trials ORDER BY AP DESC'") in commands
-    assert "# SQL over the rows (tables: trials, epochs)" in text
+    assert "# SQL over the rows (tables: trials, epochs, all_trials)" in text
+    # The seeds sweep goes into the demo's store and resumes it: the demo's 4 trials stay.
+    assert (".venv/bin/posetune sweep quickstart --seeds 3 --results posetune-demo/results "
+            "--resume") in commands
 
 
 def test_a_clear_winner_and_a_gain_within_the_spread() -> None:
@@ -121,8 +125,12 @@ def test_rows_from_a_results_store_and_the_sweep_hint(
     out = capsys.readouterr().out
     assert " 0.500 " in out and "0.5000" not in out and re.search(r" 64$", out, re.MULTILINE)
     assert "higher is better" in out
-    assert "table quickstart " in out and "(tables: trials, epochs)" in out
+    assert "table quickstart " in out and "# tables: trials, epochs, all_trials" in out
     assert "--sql \"SELECT variant_id, AP FROM trials WHERE experiment = 'quickstart'\"" in out
+    # A user's own experiment has no study table: the generic form, which runs.
+    print_results(store, "quickstart", format_table, study_table=False)
+    assert "-m orchestrator.cli table results --experiment quickstart" in \
+        capsys.readouterr().out.replace(str(tmp_path) + "/", "")
 
 
 def test_demo_command_prints_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -151,3 +159,9 @@ def test_demo_command_prints_the_report(tmp_path: Path, monkeypatch: pytest.Monk
     out = capsys.readouterr().out
     assert "Answer: yes. Best: base + 40 real + 100 synthetic, AP 0.400" in out
     assert "\n  .venv/bin/posetune table quickstart posetune-demo/results\n" in out
+
+
+def test_readme_shows_the_next_commands_the_demo_prints() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    printed = "\n".join(next_lines(".venv/bin/posetune", "posetune-demo/results"))
+    assert printed + "\n```" in readme, "README's demo report has other Next commands"

@@ -69,6 +69,38 @@ def test_list_path_and_sweep_errors_are_one_line(
     assert code == 2 and err.count("\n") == 1 and "several" in err
 
 
+def test_list_path_never_runs_other_scripts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A helper script beside the experiments is parsed, never run (it would make a folder)."""
+    assert main(["new", str(tmp_path / "study_a.py")]) == 0
+    (tmp_path / "helper.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_name('ran').mkdir()\n")
+    (tmp_path / "broken.py").write_text("def (:\n")
+    (tmp_path / "built.py").write_text("from helpers import make\nEXPERIMENT = make()\n")
+    capsys.readouterr()
+    assert main(["list", "--path", str(tmp_path), "--json"]) == 2  # built.py is loaded: fails
+    assert "helpers" in capsys.readouterr().err
+    (tmp_path / "built.py").unlink()
+    assert main(["list", "--path", str(tmp_path), "--json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)] == ["study_a"]
+    assert not (tmp_path / "ran").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["list", "--path", str(empty)]) == 2
+    assert "no experiment files in" in capsys.readouterr().err
+
+
+def test_new_refuses_a_shipped_experiments_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["new", str(tmp_path / "quickstart.py")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "'quickstart' is the name of a shipped experiment" in err and "my_quickstart.py" in err
+    assert not (tmp_path / "quickstart.py").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 def test_starter_smoke_sweep_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -261,11 +261,8 @@ def test_failed_stage_fails_the_sweep_and_blocks_its_dependants(ray_cluster: Any
                                         "model.weights": "@best:pre"}, depends_on=("pre",)),
         ),
     )
-    import os
-
-    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow 3 keeps file stores behind this
-    mlruns = tmp_path / "mlruns"
-    store = sweep(experiment, tmp_path, max_failures=2, loggers=(f"mlflow=file:{mlruns}",))
+    mlflow_db = f"sqlite:///{tmp_path / 'mlflow.db'}"  # what plain --log mlflow logs to
+    store = sweep(experiment, tmp_path, max_failures=2, loggers=(f"mlflow={mlflow_db}",))
     outcome = store.outcome  # type: ignore[attr-defined]
     every = store.read_trials(latest_only=False).to_pylist()
     assert [(r["stage"], r["status"]) for r in every] == [("pre", "failed")]  # one row: no retry
@@ -276,7 +273,7 @@ def test_failed_stage_fails_the_sweep_and_blocks_its_dependants(ray_cluster: Any
     # --log mlflow: the sweep's trial is an MLflow run with the job as params.
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"file:{mlruns}")
+    client = MlflowClient(tracking_uri=mlflow_db)
     (run,) = client.search_runs([client.get_experiment_by_name("fail_test").experiment_id])
     assert run.data.params["train.lr"] == "1000000000000.0"
     assert run.data.params["stage"] == "pre" and run.data.params["variant_id"] == "baseline"

@@ -1,5 +1,6 @@
-"""Trackers: ``--log`` parsing, what a run is given, and one tiny Tune run of a dummy function
-trainable logging to a real MLflow file store, TensorBoard event files and offline W&B."""
+"""Trackers: ``--log`` parsing, what a run is given, the checks before Ray starts, and one tiny
+Tune run of a dummy function trainable logging to MLflow's SQLite store in the results (as
+plain ``--log mlflow`` does), TensorBoard event files and offline W&B."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ from typing import Any
 import pytest
 
 from orchestrator.run.tracker_callbacks import tracker_callbacks
-from orchestrator.run.trackers import add_log_argument, parse_spec, tracked_params
+from orchestrator.run.trackers import (
+    add_log_argument,
+    check_trackers,
+    parse_spec,
+    tracked_params,
+)
 from orchestrator.study.trials import RunSettings, TrialJob
 from pose_core.config import TrialConfig, with_values
 from tests.wandb_offline import config_and_history
@@ -61,14 +67,30 @@ def test_missing_package_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch) 
         tracker_callbacks(["wandb"], "toy")
 
 
+def test_file_stores_and_unreachable_servers_are_one_line_problems(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    for spec in ("mlflow=file:mlruns", "mlflow=mlruns", f"mlflow=file://{tmp_path}/m"):
+        specs, problems = check_trackers([spec], "runs/x")
+        assert len(problems) == 1 and "refuses file stores" in problems[0], problems
+        assert "--log mlflow=sqlite:///mlflow.db" in problems[0]
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # the user's own opt-in stands
+    assert check_trackers(["mlflow=file:mlruns"], "runs/x") == (["mlflow=file:mlruns"], [])
+    _, problems = check_trackers(["mlflow=http://127.0.0.1:9"], "runs/x")
+    assert problems and "the MLflow server does not answer" in problems[0], problems
+    specs, problems = check_trackers(["mlflow"], "s3://bucket/study")
+    assert specs == ["mlflow"] and "must be a file on this machine" in problems[0]
+    assert check_trackers(["mlflow=sqlite:///x.db"], "r") == (["mlflow=sqlite:///x.db"], [])
+    assert check_trackers(["mlflow=databricks"], "r") == (["mlflow=databricks"], [])
+
+
 @pytest.fixture
 def tune_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Two trials (lr 1e-3, 1e-4) through all three trackers; returns tmp_path."""
     ray = pytest.importorskip("ray")
     from ray import tune
 
-    # MLflow 3 keeps the file store behind this switch; the brief asks for a file: store
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)  # as a user's shell has it
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -84,8 +106,9 @@ def tune_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     jobs = [dataclasses.replace(JOB, variant_id=f"lr={lr:g}",
                                 config=with_values(JOB.config, {"train.lr": lr}))
             for lr in (1e-3, 1e-4)]
-    callbacks = tracker_callbacks(
-        [f"mlflow=file:{tmp_path / 'mlruns'}", "tensorboard", "wandb"], "toy")
+    specs, problems = check_trackers(["mlflow", "tensorboard", "wandb"], str(tmp_path / "res"))
+    assert problems == [] and specs[0] == f"mlflow=sqlite:///{tmp_path / 'res' / 'mlflow.db'}"
+    callbacks = tracker_callbacks(specs, "toy")
     ray.init(num_cpus=1, include_dashboard=False)
     try:
         tune.Tuner(
@@ -103,7 +126,7 @@ def tune_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_trackers_record_params_metrics_final_values_and_checkpoint(tune_run: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"file:{tune_run / 'mlruns'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tune_run / 'res' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("toy")
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id])

@@ -164,7 +164,7 @@ def print_results(store: Any, experiment: str, format_table: Any,
     print(f"AP, AP75, AP85 and PCK05 are 0 to 1, higher is better; wall_s is seconds.\n"
           f"Next: {table}\n"
           f"      {posetune} query {results} --sql {example}   "
-          f"(tables: {', '.join(QUERY_TABLES)})")
+          f"# tables: {', '.join(QUERY_TABLES)}")
 
 
 def how_to_rerun(results_uri: str) -> tuple[str, str]:

@@ -86,9 +86,13 @@ def _import_file(where: str) -> ModuleType:
     sys.modules[name] = module  # dataclasses and pickling look classes up here
     try:
         loader_spec.loader.exec_module(module)
-    except Exception:
+    except (ValueError, OSError):  # already one line naming what to fix (a bad axis, ...)
         del sys.modules[name]
         raise
+    except Exception as error:  # the file's own bug (an import, a name): one line naming it
+        del sys.modules[name]
+        raise ValueError(f"experiment file {path}: {type(error).__name__}: {error} "
+                         "(--debug shows the traceback)") from error
     return module
 
 
