@@ -79,8 +79,10 @@ def store_lock(uri: str, command: str = "sweep") -> Iterator[None]:
 @contextmanager
 def _local_lock(folder: Path, command: str) -> Iterator[None]:
     """``flock`` on the lock file. A store this lock created and the sweep left empty (its
-    preflight failed) is removed again: a refused sweep leaves no folder behind."""
+    preflight failed) is removed again, with the parent folders it created (``runs/`` of
+    ``runs/NAME``): a refused sweep leaves no folder behind."""
     created = not folder.exists()
+    made = [parent for parent in (folder, *folder.absolute().parents) if not parent.exists()]
     try:
         handle = _locked(folder)
     except OSError as error:
@@ -99,7 +101,8 @@ def _local_lock(folder: Path, command: str) -> Iterator[None]:
                 os.unlink(folder / LOCK_FILE)  # still held: no one locks the removed file
                 fcntl.flock(handle, fcntl.LOCK_UN)
                 with contextlib.suppress(OSError):  # another sweep just started there
-                    folder.rmdir()
+                    for empty in made:  # the store's folder first, then its new parents
+                        empty.rmdir()
             else:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
