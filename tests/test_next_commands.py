@@ -46,7 +46,7 @@ def printed_commands(out: str) -> list[str]:
 def run_as_printed(command: str, cwd: Path, env: dict[str, str]) -> str:
     """The line as a user pastes it into a POSIX shell (comments and quoting included)."""
     done = subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=1500)
     assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-2000:])
     return done.stdout
 
