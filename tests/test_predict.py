@@ -63,7 +63,7 @@ def test_the_outcome_names_the_skipped_images(checkpoint: Path, tmp_path: Path) 
     (tmp_path / "images" / "bad.jpg").write_text("not an image")
     args = argparse.Namespace(checkpoint=str(checkpoint), images=str(tmp_path / "images"),
                               detections=None, threshold=0.2, out=str(tmp_path / "p.json"),
-                              overlay=None)
+                              format="coco", overlay=None)
     outcome = run_predict(args)
     assert outcome.results == [] and json.loads((tmp_path / "p.json").read_text()) == []
     assert [(Path(b.path).name, b.fault) for b in outcome.skipped] == [("bad.jpg", "undecodable")]

@@ -30,6 +30,7 @@ from orchestrator.cli.commands import (
     cmd_table,
     resume_command,
 )
+from orchestrator.infer.frames import OUTPUT_FORMATS
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     ValueError, FileNotFoundError, KeyError, PermissionError, OSError, RuntimeError,
@@ -325,7 +326,9 @@ def add_tool_commands(sub: Any) -> None:
                    "each whole image is one animal")
     p.add_argument("--threshold", type=float, default=0.2,
                    help="minimum detection confidence (default %(default)s)")
-    p.add_argument("--out", required=True, help="COCO keypoint results JSON to write")
+    p.add_argument("--out", required=True, help="file to write the predictions to")
+    p.add_argument("--format", default="coco", choices=OUTPUT_FORMATS,
+                   help="coco: COCO keypoint results JSON (default %(default)s)")
     p.add_argument("--overlay", help="folder for images with the skeleton drawn")
     p.set_defaults(func=cmd_predict)
 

@@ -19,16 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
-from pose_core.checks import BadImage, decode_image
+from orchestrator.infer.frames import Frame, Pose, Predictions
+from orchestrator.infer.outputs import write_outputs
+from pose_core.checks import BadImage, decode_image, load_image
 from pose_core.config import TrialConfig
 from pose_core.dataset import ImageCache, TopDownDataset
 from pose_core.engine import load_checkpoint, predict
 from pose_core.models import build_model
-from pose_core.readers import load_image
 from pose_core.records import DataError, Instance
 from pose_core.skeletons import Skeleton, skeleton_from_coco_category
 from pose_core.trainer import make_loader
@@ -89,12 +89,13 @@ def read_detections(path: str, root: Path, threshold: float) -> dict[str, list[l
 
 def instances_for(
     files: Sequence[Path], root: Path, boxes: dict[str, list[list[float]]] | None, k: int
-) -> tuple[list[Instance], list[float], list[BadImage]]:
-    """One Instance per box (whole image when no detections file); returns box scores too,
-    and the images that do not decode (left out: one bad camera-trap file must not cost the
-    predictions for the rest)."""
+) -> tuple[list[Frame], list[Instance], list[int], list[BadImage]]:
+    """The frames that decode, one Instance per box (the whole image when there is no
+    detections file), each instance's frame position, and the images that do not decode (left
+    out: one bad camera-trap file must not cost the predictions for the rest)."""
+    frames: list[Frame] = []
     instances: list[Instance] = []
-    scores: list[float] = []
+    owners: list[int] = []
     bad: list[BadImage] = []
     for image_id, path in enumerate(files, start=1):
         image = decode_image(str(path))
@@ -103,6 +104,8 @@ def instances_for(
             continue
         height, width = image.shape[:2]
         rel = path.relative_to(root).as_posix()
+        frames.append(Frame(index=image_id - 1, name=rel, width=width, height=height,
+                            path=str(path)))
         if boxes is None:
             candidates = [[0.0, 0.0, 1.0, 1.0]]
         else:
@@ -116,8 +119,8 @@ def instances_for(
                 width=width, height=height, bbox=(x, y, w, h),
                 keypoints=np.zeros((k, 3), dtype=np.float32), area=w * h, source="predict",
             ))
-            scores.append(1.0)
-    return instances, scores, bad
+            owners.append(len(frames) - 1)
+    return frames, instances, owners, bad
 
 
 def load_trained(checkpoint: str) -> tuple[torch.nn.Module, TrialConfig, Skeleton]:
@@ -178,23 +181,14 @@ def run_predict(args: argparse.Namespace) -> PredictOutcome:
     root = Path(args.images)
     files = list_images(args.images)
     boxes = read_detections(args.detections, root, args.threshold) if args.detections else None
-    instances, _, bad = instances_for(files, root, boxes, skeleton.num_keypoints)
-    results: list[dict[str, Any]] = []
+    frames, instances, owners, bad = instances_for(files, root, boxes, skeleton.num_keypoints)
+    preds = Predictions(skeleton=skeleton, frames=frames)
     if instances:
         coords, scores = predict_instances(model, cfg, skeleton, instances)
-        for index, (coord, score) in enumerate(zip(coords, scores, strict=True)):
-            inst = instances[int(index)]
-            keypoints = np.concatenate([coord, score[:, None]], axis=1)
-            results.append({
-                "image_id": inst.image_id, "file_name": root_relative(inst.image_path, root),
-                "category_id": 1, "bbox": [round(v, 2) for v in inst.bbox],
-                "keypoints": [round(float(v), 3) for v in keypoints.reshape(-1)],
-                "score": float(score.mean()),
-            })
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1))
-    if args.overlay:
-        draw_overlays(results, root, Path(args.overlay), skeleton)
+        for inst, owner, coord, score in zip(instances, owners, coords, scores, strict=True):
+            preds.poses.append(Pose(frame=owner, bbox=inst.bbox, keypoints=coord, scores=score))
+    results = write_outputs(preds, args.out, args.format, args.overlay,
+                            read_image_frame)
     print(f"{len(results)} animal(s) in {len(files) - len(bad)} image(s) -> {args.out}")
     if bad:
         print(f"posetune predict: skipped {len(bad)} of {len(files)} image(s) that do not "
@@ -204,40 +198,11 @@ def run_predict(args: argparse.Namespace) -> PredictOutcome:
     return PredictOutcome(results, tuple(bad))
 
 
+def read_image_frame(frame: Frame) -> np.ndarray:
+    """The pixels of an image-folder frame (BGR)."""
+    assert frame.path is not None, "an image-folder frame has a file"
+    return load_image(frame.path)
+
+
 def root_relative(path: str, root: Path) -> str:
     return Path(path).relative_to(root).as_posix()
-
-
-def draw_pose(
-    image: np.ndarray, points: np.ndarray, skeleton: Skeleton, line: tuple[int, int, int],
-    dot: tuple[int, int, int], min_score: float = 0.2, thickness: int = 2,
-) -> None:
-    """Draw ``points (K, 3)`` (x, y, score or visibility) and the skeleton's links in place."""
-    for a, b in skeleton.links:
-        if points[a, 2] >= min_score and points[b, 2] >= min_score:
-            cv2.line(image, tuple(int(v) for v in points[a, :2]),
-                     tuple(int(v) for v in points[b, :2]), line, thickness)
-    for px, py, s in points:
-        if s >= min_score:
-            cv2.circle(image, (int(px), int(py)), thickness + 1, dot, -1)
-
-
-def draw_overlays(
-    results: list[dict[str, Any]], root: Path, out: Path, skeleton: Skeleton,
-    min_score: float = 0.2,
-) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    by_file: dict[str, list[dict[str, Any]]] = {}
-    for result in results:
-        by_file.setdefault(result["file_name"], []).append(result)
-    for name, items in by_file.items():
-        image = load_image(str(root / name)).copy()
-        for item in items:
-            x, y, w, h = item["bbox"]
-            cv2.rectangle(image, (int(x), int(y)), (int(x + w), int(y + h)), (255, 200, 0), 1)
-            draw_pose(image, np.asarray(item["keypoints"]).reshape(-1, 3), skeleton,
-                      (0, 255, 255), (0, 0, 255), min_score)
-        # x.png -> x.png.jpg: x.png and x.jpeg in one folder must not share an overlay.
-        target = out / f"{name}.jpg"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(target), image)

@@ -155,12 +155,8 @@ def pose_gallery(
 
     import cv2
 
-    from orchestrator.infer.predict import (
-        draw_pose,
-        load_trained,
-        predict_instances,
-        trial_test_set,
-    )
+    from orchestrator.infer.outputs import draw_pose
+    from orchestrator.infer.predict import load_trained, predict_instances, trial_test_set
     from pose_core.pck import instance_oks
     from pose_core.readers import load_image
     from pose_core.skeletons import resolve_sigmas
