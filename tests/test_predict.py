@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
+from orchestrator.cli import build_parser, main
 from orchestrator.infer.predict import run_predict
 from pose_core.config import TrialConfig, with_values
 from pose_core.engine import save_checkpoint
@@ -57,13 +57,11 @@ def test_bad_images_are_skipped_and_listed(
 
 
 def test_the_outcome_names_the_skipped_images(checkpoint: Path, tmp_path: Path) -> None:
-    import argparse
-
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "bad.jpg").write_text("not an image")
-    args = argparse.Namespace(checkpoint=str(checkpoint), images=str(tmp_path / "images"),
-                              detections=None, threshold=0.2, out=str(tmp_path / "p.json"),
-                              format="coco", overlay=None)
+    args = build_parser().parse_args([
+        "predict", "--checkpoint", str(checkpoint), "--images", str(tmp_path / "images"),
+        "--out", str(tmp_path / "p.json")])
     outcome = run_predict(args)
     assert outcome.results == [] and json.loads((tmp_path / "p.json").read_text()) == []
     assert [(Path(b.path).name, b.fault) for b in outcome.skipped] == [("bad.jpg", "undecodable")]

@@ -316,20 +316,45 @@ def add_tool_commands(sub: Any) -> None:
                    "PNG (default: OUT's folder/frames)")
     p.set_defaults(func=cmd_data_convert)
 
-    p = add_command(sub, "predict", "poses for a folder of images with a checkpoint", [
+    p = add_command(sub, "predict", "poses for an image folder or a video with a checkpoint "
+                    "or an exported ONNX model", [
         "posetune predict --checkpoint runs/x/best.pt --images photos/ --out poses.json "
-        "--overlay drawn/"])
-    p.add_argument("--checkpoint", required=True, help="a trial's checkpoint: file, Ray "
-                   "checkpoint folder or s3:// URI")
-    p.add_argument("--images", required=True, help="folder of images")
-    p.add_argument("--detections", help="MegaDetector batch-output JSON (boxes); default: "
-                   "each whole image is one animal")
+        "--overlay drawn/",
+        "posetune predict --model model/model.onnx --video clip.mp4 --out poses.json "
+        "--overlay clip.poses.mp4",
+        "posetune predict --model model/model.onnx --video clip.mp4 --stride 5 --start 10 "
+        "--end 70 --detections clip.md.json --out poses.json",
+        "posetune predict --checkpoint runs/x/best.pt --video clip.mp4 --boxes clip.boxes.csv "
+        "--device cuda --out poses.json"])
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", help="a trial's checkpoint (PyTorch): file, Ray "
+                       "checkpoint folder or s3:// URI")
+    model.add_argument("--model", help="a model.onnx that posetune export wrote (run with "
+                       "onnxruntime; its metadata gives the input size, keypoints and "
+                       "decoding)")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="where the model runs (default: "
+                   "a CUDA GPU when PyTorch, or onnxruntime's CUDA provider, has one)")
+    frames = p.add_mutually_exclusive_group(required=True)
+    frames.add_argument("--images", help="folder of images")
+    frames.add_argument("--video", help="a video file (mp4, avi: what OpenCV reads)")
+    p.add_argument("--stride", type=int, default=1, help="--video: every N-th frame "
+                   "(default %(default)s: every frame)")
+    p.add_argument("--start", type=float, metavar="SEC", help="--video: first second (default 0)")
+    p.add_argument("--end", type=float, metavar="SEC", help="--video: stop before this second "
+                   "(default: the end)")
+    boxes = p.add_mutually_exclusive_group()
+    boxes.add_argument("--detections", help="MegaDetector batch-output JSON (boxes; for a "
+                       "video its frame results '<video>/frame000123.jpg' or its video "
+                       "results); default: each whole frame is one animal")
+    boxes.add_argument("--boxes", help="--video: a box file, CSV '# video: NAME' then "
+                       "frame,x,y,w,h[,score] in pixels")
     p.add_argument("--threshold", type=float, default=0.2,
                    help="minimum detection confidence (default %(default)s)")
     p.add_argument("--out", required=True, help="file to write the predictions to")
     p.add_argument("--format", default="coco", choices=OUTPUT_FORMATS,
                    help="coco: COCO keypoint results JSON (default %(default)s)")
-    p.add_argument("--overlay", help="folder for images with the skeleton drawn")
+    p.add_argument("--overlay", help="images: a folder for images with the skeleton drawn; "
+                   "video: an .mp4 file for the video with the skeleton drawn")
     p.set_defaults(func=cmd_predict)
 
     p = add_command(sub, "export", "a trial's model as ONNX and torch.export files, checked "

@@ -37,11 +37,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from orchestrator.infer.runtime import (
+    INPUT,
+    OUTPUT,
+    OnnxModel,
+    instance_loader,
+    load_trained,
+    trial_test_set,
+)
 from orchestrator.plan.halving import score
 
 Row = dict[str, Any]
 TOLERANCE = 0.001
-INPUT, OUTPUT = "images", "heatmaps"
 
 
 @dataclass(frozen=True)
@@ -105,28 +112,6 @@ class Heatmaps(torch.nn.Module):
         return out
 
 
-class OnnxModel(torch.nn.Module):
-    """An onnxruntime session behind the PyTorch model's interface (``{"heatmaps": ...}``),
-    so the trial's own evaluation runs it; with ``reference`` it also records the largest
-    heatmap difference from that model on every batch it sees."""
-
-    def __init__(self, session: Any, reference: torch.nn.Module | None = None) -> None:
-        super().__init__()
-        self.session = session
-        self.reference = reference
-        self.max_abs_diff = 0.0
-
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        array = images.detach().cpu().float().numpy()
-        heatmaps = torch.from_numpy(self.session.run([OUTPUT], {INPUT: array})[0])
-        if self.reference is not None:
-            with torch.no_grad():
-                expected = self.reference(images.cpu())["heatmaps"].float()
-            self.max_abs_diff = max(self.max_abs_diff,
-                                    float((heatmaps - expected).abs().max()))
-        return {"heatmaps": heatmaps}
-
-
 def describe(row: Row, cfg: Any, skeleton: Any, sigmas: np.ndarray) -> dict[str, Any]:
     """What a user of the exported model must know: input contract, keypoints, provenance."""
     from pose_core import __version__
@@ -142,9 +127,10 @@ def describe(row: Row, cfg: Any, skeleton: Any, sigmas: np.ndarray) -> dict[str,
                   "mean": list(MEAN_RGB), "std": list(STD_RGB),
                   "normalise": "(pixel - mean) / std per channel",
                   "crop": f"top-down: the animal's box padded x{BBOX_PADDING}, made square, "
-                          f"warped to {size}x{size}"},
+                          f"warped to {size}x{size}", "bbox_padding": BBOX_PADDING},
         "output": {"name": OUTPUT, "shape": ["N", len(names), size // 4, size // 4],
-                   "stride": 4, "decode": cfg.eval.decode, "flip_test": cfg.eval.flip_test},
+                   "stride": 4, "decode": cfg.eval.decode, "flip_test": cfg.eval.flip_test,
+                   "shift_heatmap": cfg.eval.shift_heatmap},
         "keypoint_names": names,
         "skeleton": [[names[a], names[b]] for a, b in skeleton.links],
         "flip_pairs": [[names[a], names[b]] for a, b in skeleton.flip_pairs],
@@ -200,7 +186,6 @@ def parity(model: torch.nn.Module, onnx_path: Path, cfg: Any, skeleton: Any,
     """The trial's evaluation with the PyTorch model and with the ONNX one, on CPU."""
     import onnxruntime
 
-    from orchestrator.infer.predict import instance_loader
     from pose_core.engine import evaluate
     from pose_core.trainer import gt_records
 
@@ -208,7 +193,8 @@ def parity(model: torch.nn.Module, onnx_path: Path, cfg: Any, skeleton: Any,
     records = gt_records(instances)
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     onnx_model = OnnxModel(session, reference=model)
-    results = [evaluate(m, instance_loader(cfg, skeleton, instances), records,
+    size = int(cfg.data.input_size)
+    results = [evaluate(m, instance_loader(size, skeleton, instances), records,
                         skeleton.flip_index, sigmas, cfg.eval, device)
                for m in (model, onnx_model)]
     ap_pytorch, ap_onnx = float(results[0].AP), float(results[1].AP)
@@ -225,8 +211,6 @@ def parity(model: torch.nn.Module, onnx_path: Path, cfg: Any, skeleton: Any,
 def load_row_model(row: Row) -> tuple[torch.nn.Module, Any]:
     """The trial's model and config from its checkpoint, refused (ValueError) when missing,
     unreadable, or of another config than the row's."""
-    from orchestrator.infer.predict import load_trained
-
     uri = row.get("checkpoint_uri")
     name = f"trial {row['trial_id']} ({row['variant_id']}, seed {row['seed']})"
     if not uri:
@@ -245,7 +229,6 @@ def load_row_model(row: Row) -> tuple[torch.nn.Module, Any]:
 def export_trial(row: Row, out: str, catalog_path: str | None,
                  say: Callable[[str], None] = print) -> Parity:
     """Write ``out``/model.onnx, the PyTorch program, model.json and parity.json."""
-    from orchestrator.infer.predict import trial_test_set
     from pose_core.skeletons import resolve_sigmas
 
     target = Path(out)

@@ -1,171 +1,60 @@
-"""``posetune predict``: poses for a folder of camera-trap images with a trained checkpoint.
+"""``posetune predict``: poses for an image folder or a video, with a trained checkpoint or an
+exported ONNX model.
 
-Boxes come from a MegaDetector batch-output file (``images[].file``, ``detections[]`` with
-``category`` "1" = animal, ``conf`` and a normalised ``[x, y, w, h]`` bbox) above a
-confidence threshold, or, without one, the whole image is the box. Output is the COCO
-results format (one object per animal: ``image_id``, ``file_name``, ``category_id``,
-``bbox``, ``keypoints`` [x, y, score] * K, ``score``), plus optional overlay images with the
-skeleton drawn (``x.png`` -> ``x.png.jpg``). Images that do not decode are left out and
-listed on stderr at the end; the predictions for the others are still written.
+The input side is three choices, each in its own module: the frames (an image folder,
+:mod:`orchestrator.infer.image_folder`, or a video, :mod:`orchestrator.infer.video`), the
+boxes (whole frame, MegaDetector JSON or a box file, :mod:`orchestrator.infer.boxes`) and the
+model (:mod:`orchestrator.infer.runtime`). Every input is opened and checked before the first
+frame is predicted, and a video that stops decoding stops the run before anything is written;
+the predictions then go to :func:`orchestrator.infer.outputs.write_outputs` (and, for a
+video, the overlay video). Images of a folder that do not decode are left out and listed on
+stderr at the end; the predictions for the others are still written.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from itertools import islice
+from typing import Any, Protocol, TextIO, TypeVar
 
 import numpy as np
-import torch
 
-from orchestrator.infer.frames import Frame, Pose, Predictions
+from orchestrator.infer.boxes import (
+    BoxSource,
+    box_file,
+    megadetector_images,
+    megadetector_video,
+    whole_frame,
+)
+from orchestrator.infer.frames import Frame, FrameReader, Pose, Predictions
+from orchestrator.infer.image_folder import ImageFolder
 from orchestrator.infer.outputs import write_outputs
-from pose_core.checks import BadImage, decode_image, load_image
-from pose_core.config import TrialConfig
-from pose_core.dataset import ImageCache, TopDownDataset
-from pose_core.engine import load_checkpoint, predict
-from pose_core.models import build_model
-from pose_core.records import DataError, Instance
-from pose_core.skeletons import Skeleton, skeleton_from_coco_category
-from pose_core.trainer import make_loader
+from orchestrator.infer.runtime import BATCH, Runner, checkpoint_runner, onnx_runner
+from orchestrator.infer.video import VideoFrames, write_overlay_video
+from pose_core.checks import BadImage
+from pose_core.records import Instance
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
-ANIMAL_CATEGORY = "1"
+CHUNK = 2 * BATCH  # frames decoded and predicted at a time: a long video never sits in memory
+T = TypeVar("T")
 
 
-def checkpoint_file(path: str) -> Path:
-    """A checkpoint file, a Ray checkpoint folder holding one, or an s3:// URI of either."""
-    if "://" in path:
-        from orchestrator.store.storage import local_cache
+class FrameSource(Protocol):
+    """Frames in input order with their pixels, and a way to read one again."""
 
-        path = local_cache(path)
-    candidate = Path(path)
-    if candidate.is_dir():
-        candidate = candidate / "checkpoint.pt"
-    if not candidate.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found (expected a file or a folder "
-                                "holding checkpoint.pt)")
-    return candidate
+    @property
+    def count(self) -> int: ...
 
+    @property
+    def skipped(self) -> list[BadImage]: ...
 
-def list_images(folder: str) -> list[Path]:
-    root = Path(folder)
-    if not root.is_dir():
-        raise FileNotFoundError(f"--images {folder} is not a folder")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"--images {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return files
+    @property
+    def read_frame(self) -> FrameReader: ...
 
-
-def read_detections(path: str, root: Path, threshold: float) -> dict[str, list[list[float]]]:
-    """MegaDetector output -> {relative file: [normalised [x, y, w, h], ...]} above threshold."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise DataError(path, "file", "json", f"cannot read MegaDetector output: {error}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise DataError(path, "file", "images", "missing", "a MegaDetector batch-output object")
-    boxes: dict[str, list[list[float]]] = {}
-    for n, entry in enumerate(data["images"]):
-        name = entry.get("file")
-        if not isinstance(name, str):
-            raise DataError(path, f"images[{n}]", "file", "missing", "a relative image path")
-        kept = []
-        for m, det in enumerate(entry.get("detections") or []):
-            bbox = det.get("bbox")
-            if not (isinstance(bbox, list) and len(bbox) == 4):
-                raise DataError(path, f"images[{n}] ({name}) detection {m}", "bbox",
-                                f"{bbox!r}", "[x, y, w, h] normalised to 0..1")
-            if str(det.get("category")) == ANIMAL_CATEGORY and float(det.get("conf", 0)) >= threshold:
-                kept.append([float(v) for v in bbox])
-        boxes[name] = kept
-    return boxes
-
-
-def instances_for(
-    files: Sequence[Path], root: Path, boxes: dict[str, list[list[float]]] | None, k: int
-) -> tuple[list[Frame], list[Instance], list[int], list[BadImage]]:
-    """The frames that decode, one Instance per box (the whole image when there is no
-    detections file), each instance's frame position, and the images that do not decode (left
-    out: one bad camera-trap file must not cost the predictions for the rest)."""
-    frames: list[Frame] = []
-    instances: list[Instance] = []
-    owners: list[int] = []
-    bad: list[BadImage] = []
-    for image_id, path in enumerate(files, start=1):
-        image = decode_image(str(path))
-        if isinstance(image, BadImage):
-            bad.append(image)
-            continue
-        height, width = image.shape[:2]
-        rel = path.relative_to(root).as_posix()
-        frames.append(Frame(index=image_id - 1, name=rel, width=width, height=height,
-                            path=str(path)))
-        if boxes is None:
-            candidates = [[0.0, 0.0, 1.0, 1.0]]
-        else:
-            candidates = boxes.get(rel, boxes.get(path.name, []))
-        for box in candidates:
-            x, y, w, h = box[0] * width, box[1] * height, box[2] * width, box[3] * height
-            if w <= 1 or h <= 1:
-                continue
-            instances.append(Instance(
-                image_path=str(path), image_id=image_id, annotation_id=len(instances) + 1,
-                width=width, height=height, bbox=(x, y, w, h),
-                keypoints=np.zeros((k, 3), dtype=np.float32), area=w * h, source="predict",
-            ))
-            owners.append(len(frames) - 1)
-    return frames, instances, owners, bad
-
-
-def load_trained(checkpoint: str) -> tuple[torch.nn.Module, TrialConfig, Skeleton]:
-    """The model of a checkpoint (file, Ray folder or s3:// URI), its config and skeleton."""
-    state = load_checkpoint(checkpoint_file(checkpoint), restore_rng=False)
-    cfg = TrialConfig.from_dict(state["config"])
-    names = list(state["skeleton"])
-    skeleton = skeleton_from_coco_category({"name": "animal", "keypoints": names, "skeleton": []})
-    model = build_model(cfg.model, len(names), cfg.data.input_size)
-    model.load_state_dict(state["model"])
-    return model, cfg, skeleton
-
-
-def trial_test_set(
-    row: dict[str, Any], cfg: TrialConfig, catalog_path: str | None
-) -> tuple[list[Instance], Skeleton]:
-    """A trial row's test instances and skeleton: from the sweep's catalog file, else the
-    default catalog as the row's scale generated it (its fixed pools, if any)."""
-    from orchestrator.data.catalog import Catalog
-    from orchestrator.data.trialdata import test_set
-    from orchestrator.study.scale import SCALES
-
-    pools = SCALES.get(str(row.get("scale") or "smoke"), SCALES["smoke"]).dataset_sizes
-    catalog = Catalog.from_file(catalog_path, pools) if catalog_path else Catalog.default(
-        pools, needs={cfg.data.test: cfg.data.max_test or 0})
-    return test_set(cfg, catalog)
-
-
-def instance_loader(cfg: TrialConfig, skeleton: Skeleton, instances: Sequence[Instance]) -> Any:
-    """Test-time crops of ``instances`` (no augmentation), in order, batches of 16."""
-    dataset = TopDownDataset.for_skeleton(
-        list(instances), skeleton, input_size=cfg.data.input_size, image_cache=ImageCache())
-    return make_loader(dataset, 16, False, 0)
-
-
-def predict_instances(
-    model: torch.nn.Module, cfg: TrialConfig, skeleton: Skeleton, instances: Sequence[Instance]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoints ``(N, K, 2)`` in image pixels and scores ``(N, K)``, in ``instances`` order."""
-    loader = instance_loader(cfg, skeleton, instances)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    coords, scores, indices = predict(model, loader, device, skeleton.flip_index, cfg.eval)
-    order = np.argsort(indices)
-    return coords[order], scores[order]
+    def frames(self) -> Iterator[tuple[Frame, np.ndarray]]: ...
 
 
 @dataclass(frozen=True)
@@ -176,33 +65,137 @@ class PredictOutcome:
     skipped: tuple[BadImage, ...]
 
 
+def open_inputs(args: argparse.Namespace) -> tuple[FrameSource, BoxSource]:
+    """The frames and boxes ``args`` ask for, checked (ValueError / FileNotFoundError)."""
+    if args.video is None:
+        video_only = [flag for flag, value in (("--stride", args.stride != 1), (
+            "--start", args.start is not None), ("--end", args.end is not None), (
+            "--boxes", args.boxes is not None)) if value]
+        if video_only:
+            raise ValueError(f"{', '.join(video_only)}: only with --video (an image folder "
+                             "takes boxes from --detections)")
+        folder = ImageFolder(args.images)
+        boxes = megadetector_images(args.detections, args.threshold) if args.detections \
+            else whole_frame
+        return folder, boxes
+    if args.overlay and not args.overlay.lower().endswith(".mp4"):
+        raise ValueError(f"--overlay {args.overlay}: with --video the overlay is a video; "
+                         "give a file name ending in .mp4")
+    source = VideoFrames(args.video, args.stride, args.start, args.end)
+    video = source.video
+    if args.detections:
+        boxes = megadetector_video(args.detections, video.path, video.frame_count,
+                                   args.threshold)
+    elif args.boxes:
+        boxes = box_file(args.boxes, video.path, video.frame_count, args.threshold)
+    else:
+        boxes = whole_frame
+    return source, boxes
+
+
 def run_predict(args: argparse.Namespace) -> PredictOutcome:
-    model, cfg, skeleton = load_trained(args.checkpoint)
-    root = Path(args.images)
-    files = list_images(args.images)
-    boxes = read_detections(args.detections, root, args.threshold) if args.detections else None
-    frames, instances, owners, bad = instances_for(files, root, boxes, skeleton.num_keypoints)
-    preds = Predictions(skeleton=skeleton, frames=frames)
-    if instances:
-        coords, scores = predict_instances(model, cfg, skeleton, instances)
-        for inst, owner, coord, score in zip(instances, owners, coords, scores, strict=True):
-            preds.poses.append(Pose(frame=owner, bbox=inst.bbox, keypoints=coord, scores=score))
-    results = write_outputs(preds, args.out, args.format, args.overlay,
-                            read_image_frame)
-    print(f"{len(results)} animal(s) in {len(files) - len(bad)} image(s) -> {args.out}")
-    if bad:
-        print(f"posetune predict: skipped {len(bad)} of {len(files)} image(s) that do not "
-              "decode:", file=sys.stderr)
-        for image in bad:
-            print(f"  {root_relative(image.path, root)}: {image.reason}", file=sys.stderr)
-    return PredictOutcome(results, tuple(bad))
+    source, boxes = open_inputs(args)
+    runner = onnx_runner(args.model, args.device) if args.model \
+        else checkpoint_runner(args.checkpoint, args.device)
+    clip = source if isinstance(source, VideoFrames) else None
+    video = clip.video if clip else None
+    preds = Predictions(skeleton=runner.skeleton, video=video.path if video else None,
+                        fps=video.fps if video else None)
+    progress = Progress(source.count)
+    try:
+        for chunk in chunked(source.frames(), CHUNK):
+            predict_chunk(runner, chunk, boxes, preds)
+            progress.advance(len(chunk))
+    finally:
+        rate = progress.close()  # the error, if any, starts on its own line
+    results = write_outputs(preds, args.out, args.format, None if video else args.overlay,
+                            source.read_frame)
+    if clip is not None and args.overlay:
+        write_overlay_video(preds, clip.video, clip.numbers, args.overlay)
+    what = f"frame(s) of {video.name}" if video else "image(s)"
+    print(f"{len(results)} animal(s) in {len(preds.frames)} {what} -> {args.out} "
+          f"({rate:.1f} frames/s, {runner.description})")
+    if source.skipped:
+        assert isinstance(source, ImageFolder)
+        print(f"posetune predict: skipped {len(source.skipped)} of {source.count} image(s) "
+              "that do not decode:", file=sys.stderr)
+        for image in source.skipped:
+            print(f"  {source.relative(image.path)}: {image.reason}", file=sys.stderr)
+    return PredictOutcome(results, tuple(source.skipped))
 
 
-def read_image_frame(frame: Frame) -> np.ndarray:
-    """The pixels of an image-folder frame (BGR)."""
-    assert frame.path is not None, "an image-folder frame has a file"
-    return load_image(frame.path)
+def predict_chunk(runner: Runner, chunk: list[tuple[Frame, np.ndarray]], boxes: BoxSource,
+                  preds: Predictions) -> None:
+    """Predict the animals of ``chunk``'s frames and append frames and poses to ``preds``."""
+    images: dict[str, np.ndarray] = {}
+    instances: list[Instance] = []
+    owners: list[tuple[int, float]] = []
+    k = runner.skeleton.num_keypoints
+    for frame, image in chunk:
+        images[frame.name] = image
+        preds.frames.append(frame)
+        for box in boxes(frame):
+            if box.w <= 1 or box.h <= 1:
+                continue
+            instances.append(Instance(
+                image_path=frame.name, image_id=frame.index + 1,
+                annotation_id=len(instances) + 1, width=frame.width, height=frame.height,
+                bbox=box.bbox, keypoints=np.zeros((k, 3), dtype=np.float32),
+                area=box.w * box.h, source="predict"))
+            owners.append((len(preds.frames) - 1, box.score))
+    if not instances:
+        return
+    coords, scores = runner.predict(instances, ChunkImages(images))
+    for inst, (owner, box_score), coord, score in zip(instances, owners, coords, scores,
+                                                      strict=True):
+        preds.poses.append(Pose(frame=owner, bbox=inst.bbox, keypoints=coord, scores=score,
+                                box_score=box_score))
 
 
-def root_relative(path: str, root: Path) -> str:
-    return Path(path).relative_to(root).as_posix()
+class ChunkImages:
+    """The decoded frames of one chunk by name (a :class:`pose_core.dataset.ImageSource`)."""
+
+    def __init__(self, images: dict[str, np.ndarray]) -> None:
+        self.images = images
+
+    def get(self, path: str) -> np.ndarray:
+        return self.images[path]
+
+    def preload(self, paths: Iterable[str]) -> None:
+        """Everything is decoded already."""
+
+
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class Progress:
+    """Frames done, of how many, and frames per second on one stderr line that rewrites
+    itself, on a terminal only (logs and pipes get the summary line alone)."""
+
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        self.total, self.done = total, 0
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.started = self.shown = time.perf_counter()
+
+    def rate(self) -> float:
+        return self.done / max(time.perf_counter() - self.started, 1e-9)
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        now = time.perf_counter()
+        if self.live and (now - self.shown >= 0.25 or self.done >= self.total):
+            self.shown = now
+            width = 30
+            filled = int(width * self.done / max(self.total, 1))
+            print(f"\rpredict [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
+                  f" frames, {self.rate():.1f} frames/s", end="", file=self.stream, flush=True)
+
+    def close(self) -> float:
+        """End the line; returns the frames per second over the whole run."""
+        if self.live and self.done:
+            print(file=self.stream, flush=True)
+        return self.rate()

@@ -156,7 +156,7 @@ def pose_gallery(
     import cv2
 
     from orchestrator.infer.outputs import draw_pose
-    from orchestrator.infer.predict import load_trained, predict_instances, trial_test_set
+    from orchestrator.infer.runtime import load_trained, predict_instances, trial_test_set
     from pose_core.pck import instance_oks
     from pose_core.readers import load_image
     from pose_core.skeletons import resolve_sigmas
