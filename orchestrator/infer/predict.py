@@ -72,8 +72,8 @@ def open_inputs(args: argparse.Namespace) -> tuple[FrameSource, BoxSource]:
             "--start", args.start is not None), ("--end", args.end is not None), (
             "--boxes", args.boxes is not None)) if value]
         if video_only:
-            raise ValueError(f"{', '.join(video_only)}: only with --video (an image folder "
-                             "takes boxes from --detections)")
+            hint = " (an image folder takes boxes from --detections)" if args.boxes else ""
+            raise ValueError(f"{', '.join(video_only)}: only with --video{hint}")
         folder = ImageFolder(args.images)
         boxes = megadetector_images(args.detections, args.threshold) if args.detections \
             else whole_frame

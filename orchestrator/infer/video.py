@@ -105,7 +105,7 @@ def read_frames(video: Video, numbers: range) -> Iterator[tuple[Frame, np.ndarra
     """Each chosen frame and its pixels (BGR), decoding straight through from the first."""
     capture = cv2.VideoCapture(video.path)
     try:
-        position = seek(capture, video, numbers.start) if numbers else 0
+        position = seek(capture, video, numbers.start) if numbers.start else 0
         for number in numbers:
             while position < number:  # grab: decode without converting the skipped frames
                 if not capture.grab():
@@ -123,9 +123,9 @@ def read_frames(video: Video, numbers: range) -> Iterator[tuple[Frame, np.ndarra
 def seek(capture: Any, video: Video, number: int) -> int:
     """Place ``capture`` before frame ``number`` (OpenCV's FFmpeg seek decodes forward from
     the keyframe before it, so the frame is exact); returns the position reached."""
-    if number and not capture.set(cv2.CAP_PROP_POS_FRAMES, number):
+    if not capture.set(cv2.CAP_PROP_POS_FRAMES, number):
         raise truncated(video, number)
-    return int(capture.get(cv2.CAP_PROP_POS_FRAMES)) if number else 0
+    return int(capture.get(cv2.CAP_PROP_POS_FRAMES))
 
 
 class VideoFrameReader:
