@@ -101,6 +101,33 @@ def test_export_of_the_best_trial_passes_parity(
     assert np.abs(expected - heatmaps).max() < 1e-3
 
 
+@pytest.mark.slow
+@pytest.mark.ray
+def test_predict_with_the_exported_model_matches_its_checkpoint(
+    results: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.test_predict_video import write_clip
+
+    out = tmp_path / "model"
+    assert main(["export", results, "--experiment", "quickstart", "--out", str(out)]) == 0
+    checkpoint = json.loads((out / "model.json").read_text())["trial"]["checkpoint_uri"]
+    video = tmp_path / "clip.mp4"
+    boxes = write_clip(video, 12)
+    (tmp_path / "boxes.csv").write_text("# video: clip.mp4\nframe,x,y,w,h\n" + "".join(
+        f"{n},{','.join(str(v) for v in box)}\n" for n, box in enumerate(boxes)))
+    poses = {}
+    for flag, model in (("--checkpoint", checkpoint), ("--model", str(out / "model.onnx"))):
+        target = tmp_path / f"{flag[2:]}.json"
+        assert main(["predict", flag, model, "--video", str(video), "--boxes",
+                     str(tmp_path / "boxes.csv"), "--device", "cpu", "--out", str(target)]) == 0
+        poses[flag] = [np.array(p["keypoints"]).reshape(-1, 3)
+                       for p in json.loads(target.read_text())]
+    capsys.readouterr()
+    assert len(poses["--model"]) == len(poses["--checkpoint"]) == 12
+    for a, b in zip(poses["--checkpoint"], poses["--model"], strict=True):
+        assert np.abs(a[:, :2] - b[:, :2]).max() < 0.05 and np.abs(a[:, 2] - b[:, 2]).max() < 1e-3
+
+
 def bad_row(row: dict[str, Any], seed: int, **changes: Any) -> TrialRecord:
     fields = {f.name for f in dataclasses.fields(TrialRecord)}
     values = {k: v for k, v in row.items() if k in fields}

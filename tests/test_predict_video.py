@@ -28,17 +28,22 @@ NAMES = ["nose", "left_eye", "right_eye", "tail"]
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[float, ...]]]:
     """A 3 s, 8 fps mp4 of generated animals (one per frame) and each frame's animal box."""
-    folder = tmp_path_factory.mktemp("video")
-    path = folder / "clip.mp4"
-    config = SynthConfig(images=FRAMES, seed=3, width=WIDTH, height=HEIGHT)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    return path, write_clip(path, FRAMES)
+
+
+def write_clip(path: Path, frames: int, fps: float = FPS, seed: int = 3
+               ) -> list[tuple[float, ...]]:
+    """An mp4 (mp4v) of ``frames`` generated animals, one per frame; each frame's box."""
+    config = SynthConfig(images=frames, seed=seed, width=WIDTH, height=HEIGHT)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (WIDTH, HEIGHT))
     boxes = []
-    for n in range(FRAMES):
+    for n in range(frames):
         rendered = render(n, config)
         writer.write(rendered.image)
         boxes.append(rendered.bbox)
     writer.release()
-    return path, boxes
+    return boxes
 
 
 @pytest.fixture(scope="module")
