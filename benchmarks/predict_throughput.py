@@ -4,10 +4,11 @@
 A generated video (one animal a frame, whole-frame boxes) goes through predict's own loop
 (:func:`orchestrator.infer.predict.predict_chunk`: decode, crop, network with flip test, heatmap
 decode) with each runner, in alternating rounds; the best round of each counts. Model loading
-and the ONNX session's creation are not timed. Weights are random (speed does not depend on
+the ONNX session's creation and a first warm-up chunk are not timed. Weights are random (speed does not depend on
 them); each model is exported to ONNX as ``posetune export`` writes it. Examples::
 
     python -m benchmarks.predict_throughput                      # smoke and mini models, CPU
+    python -m benchmarks.predict_throughput --threads 1          # one thread each (shared cores)
     python -m benchmarks.predict_throughput --models full --frames 32 --rounds 2
     python -m benchmarks.predict_throughput --device cuda --frames 512   # on a GPU
 """
@@ -19,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,8 +73,9 @@ def make_models(name: str, folder: Path) -> tuple[Path, Path]:
     return checkpoint, onnx_path
 
 
-def time_runner(args: argparse.Namespace, video: Path, flag: str, model: Path) -> float:
-    """Frames per second of predict's loop over the whole video with one runner."""
+def open_runner(args: argparse.Namespace, video: Path, flag: str, model: Path) -> Any:
+    """predict's frame and box sources and runner for ``flag MODEL``, warmed up on one chunk
+    (the first batches pay for thread pools and allocations)."""
     from orchestrator.cli import build_parser
     from orchestrator.infer.frames import Predictions
     from orchestrator.infer.predict import CHUNK, chunked, open_inputs, predict_chunk
@@ -83,13 +86,25 @@ def time_runner(args: argparse.Namespace, video: Path, flag: str, model: Path) -
     source, boxes = open_inputs(parsed)
     runner = onnx_runner(str(model), args.device) if flag == "--model" \
         else checkpoint_runner(str(model), args.device)
+    first = next(chunked(source.frames(), CHUNK))
+    predict_chunk(runner, first, boxes, Predictions(skeleton=runner.skeleton))
+    return source, boxes, runner
+
+
+def time_runner(opened: Any) -> float:
+    """Frames per second of predict's loop over the whole video (decode, crop, network with
+    flip test, decode) with one runner."""
+    from orchestrator.infer.frames import Predictions
+    from orchestrator.infer.predict import CHUNK, chunked, predict_chunk
+
+    source, boxes, runner = opened
     preds = Predictions(skeleton=runner.skeleton)
     started = time.perf_counter()
     for chunk in chunked(source.frames(), CHUNK):
         predict_chunk(runner, chunk, boxes, preds)
     elapsed = time.perf_counter() - started
     assert len(preds.poses) == source.count
-    return source.count / elapsed
+    return float(source.count / elapsed)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -100,11 +115,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="CPU threads of both runners (torch.set_num_threads; onnxruntime "
+                        "takes the same)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> list[Result]:
     args = parse_args(argv)
+    torch.set_num_threads(args.threads)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -112,16 +131,17 @@ def main(argv: list[str] | None = None) -> list[Result]:
         write_video(video, args.frames, args.width, args.height)
         for name in args.models:
             checkpoint, onnx_path = make_models(name, folder)
-            best = {"PyTorch": 0.0, "ONNX Runtime": 0.0}
+            opened = {"PyTorch": open_runner(args, video, "--checkpoint", checkpoint),
+                      "ONNX Runtime": open_runner(args, video, "--model", onnx_path)}
+            best = dict.fromkeys(opened, 0.0)
             for _ in range(args.rounds):  # alternating: shared cores load both alike
-                best["PyTorch"] = max(best["PyTorch"],
-                                      time_runner(args, video, "--checkpoint", checkpoint))
-                best["ONNX Runtime"] = max(best["ONNX Runtime"],
-                                           time_runner(args, video, "--model", onnx_path))
+                for runner, parts in opened.items():
+                    best[runner] = max(best[runner], time_runner(parts))
             results += [Result(name, runner, fps) for runner, fps in best.items()]
     backbone = {name: f"{MODELS[name][0]} {MODELS[name][1]}px" for name in args.models}
     print(f"| model | PyTorch frames/s | ONNX Runtime frames/s | ratio |  ({args.device}, "
-          f"{args.frames} frames {args.width}x{args.height}, flip test, best of {args.rounds})")
+          f"{args.threads} thread(s), {args.frames} frames {args.width}x{args.height}, flip test, "
+          f"best of {args.rounds})")
     print("|---|---|---|---|")
     for name in args.models:
         fps = {r.runner: r.frames_per_s for r in results if r.model == name}

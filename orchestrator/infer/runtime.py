@@ -188,7 +188,9 @@ def onnx_runner(path: str, device: Device | None = None) -> Runner:
         device = "cuda" if "CUDAExecutionProvider" in available else "cpu"
     provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
     try:
-        session = onnxruntime.InferenceSession(path, providers=[provider])
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # the threads PyTorch would use
+        session = onnxruntime.InferenceSession(path, options, providers=[provider])
     except Exception as error:  # noqa: BLE001 - onnxruntime's own exception types vary
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ValueError(f"{path}: not an ONNX model onnxruntime can load ({first})") from None
