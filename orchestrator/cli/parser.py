@@ -318,7 +318,13 @@ def add_tool_commands(sub: Any) -> None:
 
     p = add_command(sub, "predict", "poses for a folder of images with a checkpoint", [
         "posetune predict --checkpoint runs/x/best.pt --images photos/ --out poses.json "
-        "--overlay drawn/"])
+        "--overlay drawn/",
+        "posetune predict --checkpoint runs/x/best.pt --images photos/ --format slp "
+        "--out poses.slp   # open in SLEAP",
+        "posetune predict --checkpoint runs/x/best.pt --images photos/ --format dlc "
+        "--out poses.csv   # DeepLabCut's machine-labelled layout (.csv or .h5)",
+        "posetune predict --checkpoint runs/x/best.pt --images photos/ --format slp "
+        "--out poses.slp --suggest 20 --package to_label/   # the 20 least certain frames"])
     p.add_argument("--checkpoint", required=True, help="a trial's checkpoint: file, Ray "
                    "checkpoint folder or s3:// URI")
     p.add_argument("--images", required=True, help="folder of images")
@@ -326,10 +332,18 @@ def add_tool_commands(sub: Any) -> None:
                    "each whole image is one animal")
     p.add_argument("--threshold", type=float, default=0.2,
                    help="minimum detection confidence (default %(default)s)")
-    p.add_argument("--out", required=True, help="file to write the predictions to")
+    p.add_argument("--out", required=True, help="file to write the predictions to (.json for "
+                   "coco, .slp for slp, .csv or .h5 for dlc)")
     p.add_argument("--format", default="coco", choices=OUTPUT_FORMATS,
-                   help="coco: COCO keypoint results JSON (default %(default)s)")
+                   help="coco: COCO keypoint results JSON (default %(default)s); slp: SLEAP "
+                   "predicted instances with scores; dlc: DeepLabCut's machine-labelled table; "
+                   "also the labelling package's format")
     p.add_argument("--overlay", help="folder for images with the skeleton drawn")
+    p.add_argument("--suggest", type=int, metavar="N", help="also write the N frames whose "
+                   "predictions are least certain (low score, left/right flip disagreement, "
+                   "jumps between video frames) to --package, predictions as starting labels")
+    p.add_argument("--package", metavar="DIR", help="with --suggest: new folder for the "
+                   "labelling package (images, labels in --format, README.txt saying why)")
     p.set_defaults(func=cmd_predict)
 
     p = add_command(sub, "export", "a trial's model as ONNX and torch.export files, checked "

@@ -24,6 +24,7 @@ import torch
 
 from orchestrator.infer.frames import Frame, Pose, Predictions
 from orchestrator.infer.outputs import write_outputs
+from orchestrator.infer.suggest import check_destinations, write_suggestions
 from pose_core.checks import BadImage, decode_image, load_image
 from pose_core.config import TrialConfig
 from pose_core.dataset import ImageCache, TopDownDataset
@@ -177,6 +178,7 @@ class PredictOutcome:
 
 
 def run_predict(args: argparse.Namespace) -> PredictOutcome:
+    check_destinations(args)
     model, cfg, skeleton = load_trained(args.checkpoint)
     root = Path(args.images)
     files = list_images(args.images)
@@ -190,6 +192,7 @@ def run_predict(args: argparse.Namespace) -> PredictOutcome:
     results = write_outputs(preds, args.out, args.format, args.overlay,
                             read_image_frame)
     print(f"{len(results)} animal(s) in {len(files) - len(bad)} image(s) -> {args.out}")
+    write_suggestions(args, preds, read_image_frame)
     if bad:
         print(f"posetune predict: skipped {len(bad)} of {len(files)} image(s) that do not "
               "decode:", file=sys.stderr)
