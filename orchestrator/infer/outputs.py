@@ -250,8 +250,9 @@ def _write_dlc_h5(table: DlcTable, path: Path) -> None:
         pd.MultiIndex.from_tuples([r[0] for r in table.rows])
     data = np.stack([r[1] for r in table.rows]) if table.rows else \
         np.zeros((0, len(table.keys)))
+    # "table" as DeepLabCut writes predictions; a row MultiIndex (CollectedData) needs "fixed".
     pd.DataFrame(data, index=index, columns=columns).to_hdf(
-        path, key=DLC_H5_KEY, format="table", mode="w")
+        path, key=DLC_H5_KEY, format="table" if table.index_levels == 1 else "fixed", mode="w")
 
 
 # --------------------------------------------------------------------------- overlays
