@@ -89,7 +89,7 @@ def check_destinations(args: argparse.Namespace) -> None:
     if (suggest is None) != (package is None):
         raise ValueError("--suggest N and --package DIR go together (the N frames to label "
                          "next, and the folder to write them to)")
-    if package is not None:
+    if suggest is not None and package is not None:
         if suggest < 1:
             raise ValueError(f"--suggest {suggest}: expected 1 or more frames")
         folder = Path(package)
@@ -315,7 +315,7 @@ def _coco_package(preds: Predictions, picked: Sequence[Uncertainty], images: lis
     from pose_core.records import Instance
 
     grouped = preds.poses_by_frame()
-    instances = []
+    instances: list[Instance] = []
     for image_id, (u, image) in enumerate(zip(picked, images, strict=True), start=1):
         frame = preds.frames[u.position]
         for pose in grouped[u.position]:
