@@ -42,3 +42,34 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth")
     generate(out, SynthConfig(images=60, seed=7, style="camera-trap", workers=1))
     return out
+
+
+@pytest.fixture(scope="session")
+def predict_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny untrained checkpoint (test_resnet, 64 px; nose, left/right ear, tail) for
+    ``posetune predict`` tests: real inference, no training, no Ray."""
+    from pose_core.config import TrialConfig, with_values
+    from pose_core.engine import save_checkpoint
+    from pose_core.models import build_model
+
+    cfg = with_values(TrialConfig(), {
+        "model.backbone": "test_resnet", "model.init": "random", "data.input_size": 64,
+    })
+    names = ["nose", "left_ear", "right_ear", "tail"]
+    model = build_model(cfg.model, len(names), cfg.data.input_size)
+    path = tmp_path_factory.mktemp("predict-ckpt") / "checkpoint.pt"
+    save_checkpoint(path, model, None, None, 1, cfg.to_dict(), names)
+    return path
+
+
+def write_images(folder: Path, count: int, size: tuple[int, int] = (96, 72)) -> Path:
+    """``count`` small noisy PNGs (``im00.png``, ...) in ``folder``."""
+    import cv2
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for n in range(count):
+        image = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+        cv2.imwrite(str(folder / f"im{n:02d}.png"), image)
+    return folder

@@ -286,3 +286,38 @@ def test_the_progress_bar_shows_frames_per_second_on_a_terminal() -> None:
     shown = stream.getvalue()
     assert shown.startswith("\rpredict [") and shown.endswith(" frames/s\n")
     assert "] 64/64 frames, " in shown
+
+
+def test_the_mirrored_crop_alone_is_the_plain_prediction_of_the_mirrored_image(
+        predict_checkpoint: Path) -> None:
+    """What --suggest's flip term compares: the network on the mirrored crop, mapped back,
+    equals the network (no flip test) on the mirrored image, mirrored back with left/right
+    swapped, for a whole-frame box (whose crop is symmetric)."""
+    from dataclasses import replace
+
+    from orchestrator.infer.runtime import checkpoint_runner
+    from pose_core.records import Instance
+
+    runner = checkpoint_runner(str(predict_checkpoint), "cpu")
+    plain = replace(runner, decoding=replace(runner.decoding, flip_test=False))
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    k = runner.skeleton.num_keypoints
+
+    def instance(name: str) -> Instance:
+        return Instance(image_path=name, image_id=1, annotation_id=1, width=64, height=64,
+                        bbox=(0.0, 0.0, 64.0, 64.0), keypoints=np.zeros((k, 3), np.float32),
+                        area=64.0 * 64.0, source="predict")
+
+    class Images:
+        def get(self, path: str) -> np.ndarray:
+            return image if path == "a" else image[:, ::-1].copy()
+
+        def preload(self, paths: object) -> None:
+            pass
+
+    mirrored = runner.predict_mirrored([instance("a")], Images())[0]
+    on_flipped, _ = plain.predict([instance("b")], Images())
+    back = on_flipped[0][list(runner.skeleton.flip_index)]
+    back[:, 0] = 64 - 1 - back[:, 0]
+    assert np.abs(mirrored - back).max() < 2.0, (mirrored, back)

@@ -325,7 +325,13 @@ def add_tool_commands(sub: Any) -> None:
         "posetune predict --model model/model.onnx --video clip.mp4 --stride 5 --start 10 "
         "--end 70 --detections clip.md.json --out poses.json",
         "posetune predict --checkpoint runs/x/best.pt --video clip.mp4 --boxes clip.boxes.csv "
-        "--device cuda --out poses.json"])
+        "--device cuda --out poses.json",
+        "posetune predict --checkpoint runs/x/best.pt --images photos/ --format slp "
+        "--out poses.slp   # open in SLEAP",
+        "posetune predict --checkpoint runs/x/best.pt --images photos/ --format dlc "
+        "--out poses.csv   # DeepLabCut's machine-labelled layout (.csv or .h5)",
+        "posetune predict --checkpoint runs/x/best.pt --video clip.mp4 --format slp "
+        "--out poses.slp --suggest 20 --package to_label/   # the 20 least certain frames"])
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint", help="a trial's checkpoint (PyTorch): file, Ray "
                        "checkpoint folder or s3:// URI")
@@ -350,11 +356,19 @@ def add_tool_commands(sub: Any) -> None:
                        "frame,x,y,w,h[,score] in pixels")
     p.add_argument("--threshold", type=float, default=0.2,
                    help="minimum detection confidence (default %(default)s)")
-    p.add_argument("--out", required=True, help="file to write the predictions to")
+    p.add_argument("--out", required=True, help="file to write the predictions to (.json for "
+                   "coco, .slp for slp, .csv or .h5 for dlc)")
     p.add_argument("--format", default="coco", choices=OUTPUT_FORMATS,
-                   help="coco: COCO keypoint results JSON (default %(default)s)")
+                   help="coco: COCO keypoint results JSON (default %(default)s); slp: SLEAP "
+                   "predicted instances with scores; dlc: DeepLabCut's machine-labelled table; "
+                   "also the labelling package's format")
     p.add_argument("--overlay", help="images: a folder for images with the skeleton drawn; "
                    "video: an .mp4 file for the video with the skeleton drawn")
+    p.add_argument("--suggest", type=int, metavar="N", help="also write the N frames whose "
+                   "predictions are least certain (low score, left/right flip disagreement, "
+                   "jumps between video frames) to --package, predictions as starting labels")
+    p.add_argument("--package", metavar="DIR", help="with --suggest: new folder for the "
+                   "labelling package (images, labels in --format, README.txt saying why)")
     p.set_defaults(func=cmd_predict)
 
     p = add_command(sub, "export", "a trial's model as ONNX and torch.export files, checked "

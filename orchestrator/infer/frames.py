@@ -15,7 +15,7 @@ import numpy as np
 from pose_core.skeletons import Skeleton
 
 # What ``posetune predict --format`` writes (orchestrator.infer.outputs writes each).
-OUTPUT_FORMATS = ("coco",)
+OUTPUT_FORMATS = ("coco", "slp", "dlc")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Protocol, TextIO, TypeVar
@@ -34,6 +34,7 @@ from orchestrator.infer.frames import Frame, FrameReader, Pose, Predictions
 from orchestrator.infer.image_folder import ImageFolder
 from orchestrator.infer.outputs import write_outputs
 from orchestrator.infer.runtime import BATCH, Runner, checkpoint_runner, onnx_runner
+from orchestrator.infer.suggest import check_destinations, needs_flipped, write_suggestions
 from orchestrator.infer.video import VideoFrames, write_overlay_video
 from pose_core.checks import BadImage
 from pose_core.records import Instance
@@ -94,6 +95,7 @@ def open_inputs(args: argparse.Namespace) -> tuple[FrameSource, BoxSource]:
 
 
 def run_predict(args: argparse.Namespace) -> PredictOutcome:
+    check_destinations(args)
     source, boxes = open_inputs(args)
     runner = onnx_runner(args.model, args.device) if args.model \
         else checkpoint_runner(args.checkpoint, args.device)
@@ -104,7 +106,7 @@ def run_predict(args: argparse.Namespace) -> PredictOutcome:
     progress = Progress(source.count)
     try:
         for chunk in chunked(source.frames(), CHUNK):
-            predict_chunk(runner, chunk, boxes, preds)
+            predict_chunk(runner, chunk, boxes, preds, needs_flipped(args))
             progress.advance(len(chunk))
     finally:
         rate = progress.close()  # the error, if any, starts on its own line
@@ -115,6 +117,7 @@ def run_predict(args: argparse.Namespace) -> PredictOutcome:
     what = f"frame(s) of {video.name}" if video else "image(s)"
     print(f"{len(results)} animal(s) in {len(preds.frames)} {what} -> {args.out} "
           f"({rate:.1f} frames/s, {runner.description})")
+    write_suggestions(args, preds, source.read_frame)
     if source.skipped:
         assert isinstance(source, ImageFolder)
         print(f"posetune predict: skipped {len(source.skipped)} of {source.count} image(s) "
@@ -125,8 +128,9 @@ def run_predict(args: argparse.Namespace) -> PredictOutcome:
 
 
 def predict_chunk(runner: Runner, chunk: list[tuple[Frame, np.ndarray]], boxes: BoxSource,
-                  preds: Predictions) -> None:
-    """Predict the animals of ``chunk``'s frames and append frames and poses to ``preds``."""
+                  preds: Predictions, with_mirrored: bool = False) -> None:
+    """Predict the animals of ``chunk``'s frames and append frames and poses to ``preds``
+    (with the mirrored crop's own prediction in ``Pose.flipped`` when ``with_mirrored``)."""
     images: dict[str, np.ndarray] = {}
     instances: list[Instance] = []
     owners: list[tuple[int, float]] = []
@@ -146,10 +150,13 @@ def predict_chunk(runner: Runner, chunk: list[tuple[Frame, np.ndarray]], boxes: 
     if not instances:
         return
     coords, scores = runner.predict(instances, ChunkImages(images))
-    for inst, (owner, box_score), coord, score in zip(instances, owners, coords, scores,
-                                                      strict=True):
+    mirrored: Sequence[np.ndarray | None] = [None] * len(instances)
+    if with_mirrored:
+        mirrored = list(runner.predict_mirrored(instances, ChunkImages(images)))
+    for inst, (owner, box_score), coord, score, flipped in zip(
+            instances, owners, coords, scores, mirrored, strict=True):
         preds.poses.append(Pose(frame=owner, bbox=inst.bbox, keypoints=coord, scores=score,
-                                box_score=box_score))
+                                box_score=box_score, flipped=flipped))
 
 
 class ChunkImages:

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from pose_core.codecs import flip_back
 from pose_core.config import EvalConfig, TrialConfig, from_dict
 from pose_core.dataset import (
     HEATMAP_STRIDE,
@@ -137,13 +138,42 @@ class Runner:
                 images: ImageSource | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints ``(N, K, 2)`` in image pixels and scores ``(N, K)``, in ``instances``
         order."""
+        return self._run(self.network, self.decoding, instances, images)
+
+    def predict_mirrored(self, instances: Sequence[Instance],
+                         images: ImageSource | None = None) -> np.ndarray:
+        """Keypoints ``(N, K, 2)`` from the mirrored crop alone, mapped back (left/right
+        swapped back by the flip pairs): what the flip test averages with the plain
+        prediction, kept apart so that their disagreement can be measured."""
+        mirrored = MirroredNetwork(self.network, self.skeleton.flip_index,
+                                   self.decoding.shift_heatmap)
+        coords, _ = self._run(mirrored, replace(self.decoding, flip_test=False), instances,
+                              images)
+        return coords
+
+    def _run(self, network: torch.nn.Module, decoding: EvalConfig,
+             instances: Sequence[Instance],
+             images: ImageSource | None) -> tuple[np.ndarray, np.ndarray]:
         loader = instance_loader(self.input_size, self.skeleton, instances, images)
-        self.network.to(self.device)
+        network.to(self.device)
         with torch.no_grad():
-            coords, scores, indices = predict(self.network, loader, self.device,
-                                              self.skeleton.flip_index, self.decoding)
+            coords, scores, indices = predict(network, loader, self.device,
+                                              self.skeleton.flip_index, decoding)
         order = np.argsort(indices)
         return coords[order], scores[order]
+
+
+class MirroredNetwork(torch.nn.Module):
+    """``network`` on the mirrored crop, its heatmaps flipped back (pose_core's flip_back)."""
+
+    def __init__(self, network: torch.nn.Module, flip_index: Sequence[int],
+                 shift: bool) -> None:
+        super().__init__()
+        self.network, self.flip_index, self.shift = network, list(flip_index), shift
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        heatmaps = self.network(torch.flip(images, dims=[3]))["heatmaps"].float()
+        return {"heatmaps": flip_back(heatmaps, self.flip_index, self.shift)}
 
 
 def torch_device(device: Device | None) -> torch.device:
