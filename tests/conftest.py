@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,19 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth")
     generate(out, SynthConfig(images=60, seed=7, style="camera-trap", workers=1))
     return out
+
+
+def kill_session(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    """SIGKILL every process of ``process``'s session (started with ``start_new_session``:
+    the driver and the local Ray cluster it started, nothing else), as a machine that dies
+    would, and reap the driver."""
+    sid = process.pid
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry.name)) == sid:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
+    process.wait(timeout=30)
