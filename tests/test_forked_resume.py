@@ -80,7 +80,9 @@ def test_a_killed_forked_trial_resumes_with_its_provenance_and_every_epoch(
                              capture_output=True, text=True, timeout=300,
                              start_new_session=True)
     out = resumed.stdout + resumed.stderr
+    (tmp_path / "resume.log").write_text(out)
     assert resumed.returncode == 0, out[-3000:]
+    assert "trains from the start" not in out  # it continues from its own epoch-2 checkpoint
 
     store = ResultsStore(str(results))
     rows = store.read_trials(latest_only=False).to_pylist()
@@ -101,8 +103,11 @@ def test_a_killed_forked_trial_resumes_with_its_provenance_and_every_epoch(
     assert {e["trial_id"] for e in epochs} == {member["trial_id"]}
     prefix = {e["epoch"]: e for e in store.read_epochs().to_pylist()
               if e["variant_id"] == f"{WINNER},epochs=120"}
-    inherited = next(e for e in epochs if e["epoch"] == 1)
-    assert inherited["loss"] == prefix[1]["loss"]  # the prefix's own epoch 1
+    by_epoch = {e["epoch"]: e for e in epochs}
+    assert by_epoch[1]["loss"] == prefix[1]["loss"]  # the prefix's own epoch 1
+    # Epoch 2 is the member's own (trained before the kill): at epoch 2 the 2-epoch prefix
+    # had dropped its learning rate, the 3-epoch schedule had not.
+    assert by_epoch[2]["lr"] > prefix[2]["lr"]
     # The resume line counts what ran: the kept arm's member, not the dropped arm's too.
     counted = re.search(r"resuming: (\d+) finished trial\(s\) skipped, (?:\d+ reused, )?"
                         r"(\d+) to run", out)
