@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import torch
 
@@ -180,6 +180,17 @@ def train_trial(
         if session.should_stop():
             break
     return trial
+
+
+def saved_history(checkpoint: str | Path | IO[bytes]) -> list[EpochReport]:
+    """Every epoch a checkpoint's trial reported up to it, oldest first (the history
+    :func:`train_trial` keeps in each checkpoint, carried over resumes and, for a forked
+    trial, from its prefix). A file path is memory-mapped: the tensors are not read."""
+    local = isinstance(checkpoint, (str, Path))
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=local)
+    if not isinstance(state, dict) or state.get("format") != "posetune-checkpoint-1":
+        raise ValueError(f"{checkpoint} is not a posetune checkpoint (no 'format' key)")
+    return [EpochReport.from_dict(entry) for entry in state["extra"].get("history", [])]
 
 
 def compile_model(model: torch.nn.Module, cfg: TrialConfig, device: torch.device) -> Any:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,19 @@ def write_images(folder: Path, count: int, size: tuple[int, int] = (96, 72)) -> 
         image = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
         cv2.imwrite(str(folder / f"im{n:02d}.png"), image)
     return folder
+
+
+def kill_session(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    """SIGKILL every process of ``process``'s session (started with ``start_new_session``:
+    the driver and the local Ray cluster it started, nothing else), as a machine that dies
+    would, and reap the driver."""
+    sid = process.pid
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry.name)) == sid:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
+    process.wait(timeout=30)

@@ -7,7 +7,6 @@ assert are the ones in RELIABILITY.md.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from orchestrator.store.results import ResultsStore
 from orchestrator.study.experiment import Cases, Experiment, Stage
 from orchestrator.study.trials import SweepOptions
 from pose_core.config import TrialConfig, with_values
+from tests.conftest import kill_session
 
 pytestmark = [pytest.mark.slow, pytest.mark.fault, pytest.mark.ray]
 
@@ -110,18 +110,6 @@ def test_dashboard_binds_to_loopback(faulty_ray: Path) -> None:
     assert url.startswith("127.0.0.1"), url
 
 
-def _session_pids(sid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == sid:
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
 def test_killed_driver_resumes_without_rerunning(tmp_path: Path) -> None:
     """SIGKILL the whole `posetune sweep` process session after its first row lands, then
     `--resume`: exactly one row per trial, and the finished one is not rerun."""
@@ -141,12 +129,7 @@ def test_killed_driver_resumes_without_rerunning(tmp_path: Path) -> None:
         assert process.poll() is None, "the sweep ended before it could be interrupted"
         assert list((results / "trials").glob("*.parquet")), "no trial finished in time"
     finally:
-        for pid in _session_pids(process.pid):  # only the session this test started
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        process.wait(timeout=30)
+        kill_session(process)  # only the session this test started
         log.close()
     first = {r["variant_id"]: r["trial_id"] for r in ResultsStore(str(results)).read_trials()
              .to_pylist()}

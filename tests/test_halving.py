@@ -10,7 +10,7 @@ import pytest
 import search_spaces
 from orchestrator.plan.cost import halving_jobs, make_plan
 from orchestrator.plan.forking import plan_forks
-from orchestrator.plan.halving import arm_of, choose, levels, run_levels
+from orchestrator.plan.halving import arm_of, choose, levels, run_levels, still_to_run
 from orchestrator.study.experiment import Experiment, Grid, Stage, halving_arms, kept_count
 from orchestrator.study.trials import SweepOptions, TrialJob, plan
 from pose_core.config import ConfigError
@@ -138,6 +138,29 @@ def test_run_levels_decides_from_finished_rows_and_stops_when_interrupted() -> N
     assert len(ran) == 1 and len(ran[0]) == 3
     assert {arm_of(j) for j in ran[0]} == {"lr=1e-05,augment=none", "lr=1e-05,augment=all",
                                            "lr=0.0005,augment=none"}
+
+
+def test_a_resume_counts_only_what_halving_will_train() -> None:
+    """The resume line's count (issue 23: "8 to run" where 1 ran): the decisions of the
+    finished lengths are taken again; a decision still to come is a bound."""
+    jobs = hyper_jobs()
+    short, middle, longest = levels(jobs)
+    rows = {j.key: {"status": "ok", "AP": 0.5 if "lr=1e-05" in j.variant_id else 0.1}
+            for j in short}
+    todo = middle + longest
+    # The 50-epoch trials finished: 3 arms go on to 100 epochs, then at most 2 to 210.
+    assert still_to_run(todo, "AP", "max", 0.5, rows, done=short) == (3, 2)
+    # Two of the kept arms' 100-epoch trials finished too: 1 left now, 2 at most after.
+    kept = [j for j in middle if "lr=1e-05" in j.variant_id]
+    rows |= {j.key: {"status": "ok", "AP": 0.5} for j in kept}
+    left = [j for j in todo if j not in kept]
+    assert still_to_run(left, "AP", "max", 0.5, rows, done=short + kept) == (1, 2)
+    # Every 100-epoch trial of the kept arms finished: the 2 kept arms' 210-epoch ones.
+    third = next(j for j in middle if arm_of(j) == "lr=0.0005,augment=none")
+    rows[third.key] = {"status": "ok", "AP": 0.1}
+    assert still_to_run(longest, "AP", "max", 0.5, rows,
+                        done=[*short, *kept, third]) == (2, 0)
+    assert still_to_run([], "AP", "max", 0.5, rows, done=jobs) == (0, 0)
 
 
 def test_the_plan_counts_what_halving_trains() -> None:

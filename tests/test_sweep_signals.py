@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import kill_session
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -23,18 +25,6 @@ def posetune(args: list[str], cwd: Path) -> subprocess.Popen[str]:
         [sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd,
         env=env | {"PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
-def session_pids(sid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == sid:
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
 
 
 @pytest.mark.slow
@@ -63,12 +53,7 @@ def test_a_stopped_sweep_says_so_first_and_names_the_resume_command(
         after, _ = proc.communicate(timeout=240)
         took = time.time() - started
     finally:
-        for pid in session_pids(proc.pid):  # whatever is left of this test's session
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait(timeout=30)
+        kill_session(proc)  # whatever is left of this test's session
     lines = [line for line in after.splitlines() if line.strip()]
     assert lines and lines[0].startswith("posetune: interrupted"), after[-3000:]
     assert "posetune sweep quickstart --smoke" in lines[0] and "--resume" in lines[0]

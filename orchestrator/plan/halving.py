@@ -16,7 +16,7 @@ Reused or already finished trials take part in the decisions like trials run now
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from orchestrator.study.experiment import kept_count
@@ -105,6 +105,40 @@ def run_levels(
     the stage's other jobs, already finished or reused (their rows count in decisions).
     ``run(group)`` trains a group and returns False to stop (interrupted). True when every
     level ran."""
+    for _, group in walk(jobs, metric, mode, keep, rows_now, say, tag, done):
+        if group and not run(group):
+            return False
+    return True
+
+
+def still_to_run(
+    jobs: Sequence[TrialJob], metric: str, mode: str, keep: float,
+    rows: Mapping[tuple[str, str, int], Mapping[str, Any]], done: Sequence[TrialJob] = (),
+) -> tuple[int, int]:
+    """What :func:`run_levels` will train of ``jobs`` (``--resume``; ``rows``: the stage's
+    finished rows): the trials of the first length with any left, on the arms the finished
+    lengths' decisions keep, and at most how many longer trials follow as halving decides."""
+    every = levels([*jobs, *done])
+    for index, (level, group) in enumerate(walk(jobs, metric, mode, keep, lambda: rows,
+                                                lambda line: None, "", done)):
+        if not group:
+            continue
+        arms, later = len({arm_of(j) for j in level}), 0
+        for longer in every[index + 1:]:
+            arms = kept_count(arms, keep)
+            later += arms * max(1, len(longer) // max(1, len({arm_of(j) for j in longer})))
+        return len(group), later
+    return 0, 0
+
+
+def walk(
+    jobs: Sequence[TrialJob], metric: str, mode: str, keep: float,
+    rows_now: Callable[[], Mapping[tuple[str, str, int], Mapping[str, Any]]],
+    say: Callable[[str], None], tag: str, done: Sequence[TrialJob] = (),
+) -> Iterator[tuple[list[TrialJob], list[TrialJob]]]:
+    """Each length's trials on the arms still in (every arm at the shortest) and those of
+    them in ``jobs``, to train before the next is asked for; between two lengths the
+    decision is taken from ``rows_now()`` and said."""
     every = levels([*jobs, *done])
     todo = {j.key for j in jobs}
     kept: set[str] | None = None
@@ -112,10 +146,8 @@ def run_levels(
         if kept is not None:
             level = [j for j in level if arm_of(j) in kept]
         if not level:  # no arm went on (every one failed)
-            break
-        group = [j for j in level if j.key in todo]
-        if group and not run(group):
-            return False
+            return
+        yield level, [j for j in level if j.key in todo]
         if index + 1 < len(every):
             chosen, ranked, warning = choose(level, rows_now(), metric, mode, keep)
             following = sum(1 for later in every[index + 1:] for j in later
@@ -123,4 +155,3 @@ def run_levels(
             say(describe(tag, level[0].config.train.epochs, chosen, ranked, metric, following)
                 + warning)
             kept = set(chosen)
-    return True

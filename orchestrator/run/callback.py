@@ -9,9 +9,11 @@ finished is lost if the driver dies later. The row is built from the trial's
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -25,8 +27,10 @@ from orchestrator.store.rows import (
     trial_record,
 )
 from orchestrator.store.schema import EpochRecord
+from orchestrator.store.storage import is_local, join, read_bytes, strip_scheme
 from orchestrator.study.trials import TrialJob
 from pose_core.epoch_report import EpochReport
+from pose_core.loop import CHECKPOINT_FILE, saved_history
 
 
 def short(seconds: float) -> str:
@@ -92,10 +96,11 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
         reports = self.reports.get(trial.trial_id, [])
         checkpoint = next((r.checkpoint_path for r in reversed(reports) if r.checkpoint_path),
                           None)
+        uri = self._uri(job, checkpoint)
         outcome = TrialOutcome(
-            job=job, trial_id=trial.trial_id, reports=reports,
+            job=job, trial_id=trial.trial_id, reports=self.earlier(job, reports, uri) + reports,
             started_at=self.started.get(trial.trial_id, now()),
-            ended_at=datetime.now(UTC), error=error, checkpoint_uri=self._uri(job, checkpoint),
+            ended_at=datetime.now(UTC), error=error, checkpoint_uri=uri,
             startup_s=startup_seconds(self.started.get(trial.trial_id), reports),
         )
         record = trial_record(self.experiment.name, outcome)
@@ -122,6 +127,26 @@ class SweepCallback(tune.Callback):  # type: ignore[misc]
         if "://" in storage and "://" not in path:
             return storage.split("://", 1)[0] + "://" + path.lstrip("/")
         return path
+
+    def earlier(self, job: TrialJob, reports: list[EpochReport],
+                uri: str | None) -> list[EpochReport]:
+        """The epochs a trial resumed by ``--resume`` trained before the driver died (their
+        reports died with it): read from its checkpoint's history. A fork member's inherited
+        epochs come from its prefix's rows instead (:func:`prefix_epochs`)."""
+        start = job.fork_epoch + 1 if job.fork_of else 1
+        if not reports or reports[0].epoch <= start or not uri:
+            return []
+        target = join(uri, CHECKPOINT_FILE)
+        try:
+            history = saved_history(Path(strip_scheme(target)) if is_local(target)
+                                    else io.BytesIO(read_bytes(target)))
+        except Exception as error:  # noqa: BLE001 - the row must land all the same
+            self.say(f"[{self.experiment.name}/{self.stage}] {job.variant_id}: epochs "
+                     f"{start}-{reports[0].epoch - 1} (run before --resume) have no epoch rows: "
+                     f"{target} does not load ({type(error).__name__})")
+            return []
+        found = {r.epoch: r for r in history if start <= r.epoch < reports[0].epoch}
+        return [found[epoch] for epoch in sorted(found)]
 
     def stage_epochs(self, job: TrialJob) -> list[dict[str, Any]]:
         if job.fork_of is None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.plan.forking import forking_on, phases_to_run, seed_members
-from orchestrator.plan.halving import run_levels
+from orchestrator.plan.halving import run_levels, still_to_run
 from orchestrator.plan.reuse import reuse
 from orchestrator.run.callback import SweepCallback
 from orchestrator.run.interrupt import interruption_watch
@@ -157,8 +157,12 @@ class GridRunner(StageRunner):
         if len(todo) < len(jobs):
             reused = len(todo) - len(to_train)
             say(f"{self.tag} resuming: {len(jobs) - len(todo)} finished trial(s) skipped, "
-                f"{f'{reused} reused, ' if reused else ''}{len(to_train)} to run")
+                f"{f'{reused} reused, ' if reused else ''}{self.to_run(to_train)}")
         return to_train
+
+    def to_run(self, to_train: list[TrialJob]) -> str:
+        """The resume line's count of what will train."""
+        return f"{len(to_train)} to run"
 
     def train_jobs(self, todo: list[TrialJob]) -> None:
         if not todo:
@@ -187,6 +191,17 @@ class HalvingRunner(GridRunner):
                    lambda: store.finished_rows(experiment.name), self.train_level,
                    self.sweep.say, self.tag,
                    done=[job for job in self.jobs if job.key not in keys])
+
+    def to_run(self, to_train: list[TrialJob]) -> str:
+        """Only the kept arms' trials run: the decisions the finished lengths took are
+        taken again from their rows; a decision still to come gives a bound."""
+        keys = {job.key for job in to_train}
+        now, later = still_to_run(
+            to_train, self.experiment.metric, self.experiment.mode, self.stage.keep,
+            self.sweep.store.finished_rows(self.experiment.name),
+            done=[job for job in self.resolved if job.key not in keys])
+        return f"{now} to run" + (f" now, up to {later} longer trial(s) more as halving "
+                                  "decides" if later else "")
 
     def train_level(self, group: list[TrialJob]) -> bool:
         if self.options.reuse:

@@ -136,6 +136,9 @@ class EpochRecord:
     lr: float
     AP: float | None
     PCK05: float | None
+    # Seconds from the trial's start (its row's started_at) to the epoch's end; a fork
+    # member's inherited epochs keep their prefix's, and the epochs a trial resumed by
+    # --resume trained before its driver died are negative (they ended before this start).
     wall_s: float
     images_per_s: float | None
     restarted: bool
