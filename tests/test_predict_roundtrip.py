@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.cli import main
 from orchestrator.store.results import ResultsStore
 from tests.conftest import write_images
+from tests.test_next_commands import posetune, user_env
 
 
 def correct(labels_file: Path, shift: float) -> np.ndarray:
@@ -38,29 +38,23 @@ def correct(labels_file: Path, shift: float) -> np.ndarray:
 @pytest.mark.slow
 @pytest.mark.ray
 def test_predict_suggest_correct_and_train_again(
-    predict_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    predict_checkpoint: Path, tmp_path: Path
 ) -> None:
-    import ray
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("POSETUNE_DATA", str(tmp_path / "data"))
+    env = user_env(tmp_path)  # each command in a fresh process, as the user types it
     write_images(tmp_path / "traps", 12)
-    assert main(["predict", "--checkpoint", str(predict_checkpoint), "--images", "traps",
-                 "--format", "slp", "--out", "poses.slp", "--suggest", "10",
-                 "--package", "to_label"]) == 0
+    posetune(["predict", "--checkpoint", str(predict_checkpoint), "--images", "traps",
+              "--format", "slp", "--out", "poses.slp", "--suggest", "10",
+              "--package", "to_label"], tmp_path, env)
     placed = correct(tmp_path / "to_label" / "labels.slp", shift=3.0)
     assert placed.shape == (10, 4, 2)
-    Path("my_catalog.toml").write_text(
+    (tmp_path / "my_catalog.toml").write_text(
         '[datasets.traps]\nlabels = "to_label/labels.slp"\nsplit = "train"\n\n'
         '[datasets.traps-test]\nlabels = "to_label/labels.slp"\nsplit = "test"\n')
-    assert main(["new", "traps_study.py", "--data", "traps"]) == 0
-    study = Path("traps_study.py")
+    posetune(["new", "traps_study.py", "--data", "traps"], tmp_path, env)
+    study = tmp_path / "traps_study.py"
     study.write_text(study.read_text().replace("Grid(2e-3, 5e-4)", "Grid(2e-3)"))  # 1 trial
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        assert main(["sweep", "traps_study.py", "--catalog", "my_catalog.toml", "--smoke"]) == 0
-    finally:
-        ray.shutdown()
+    posetune(["sweep", "traps_study.py", "--catalog", "my_catalog.toml", "--smoke"], tmp_path,
+             env)
     rows = [r for r in ResultsStore(str(tmp_path / "runs" / "traps_study")).read_trials()
             .to_pylist() if r["status"] == "ok"]
     assert len(rows) == 1

@@ -321,3 +321,41 @@ def test_the_mirrored_crop_alone_is_the_plain_prediction_of_the_mirrored_image(
     back = on_flipped[0][list(runner.skeleton.flip_index)]
     back[:, 0] = 64 - 1 - back[:, 0]
     assert np.abs(mirrored - back).max() < 2.0, (mirrored, back)
+
+
+def test_a_video_s_predictions_open_in_sleap_and_read_back_as_deeplabcut(
+        clip: tuple[Path, list], checkpoint: Path, tmp_path: Path) -> None:
+    """--video to --format slp: one labelled frame per predicted video frame (its frame number),
+    one predicted instance with scores each, on the video itself; --format dlc: the same
+    points read back through posetune's own DeepLabCut reader."""
+    import sleap_io
+
+    from orchestrator.data.labels_dlc import _read_table
+
+    video, _ = clip
+    coco, slp, dlc = tmp_path / "poses.json", tmp_path / "poses.slp", tmp_path / "poses.csv"
+    for fmt, out in (("coco", coco), ("slp", slp), ("dlc", dlc)):
+        assert predict("--checkpoint", str(checkpoint), "--video", str(video), "--stride", "2",
+                       "--format", fmt, "--out", str(out)) == 0
+    expected = {int(p["file_name"].split("#")[1]): np.asarray(p["keypoints"]).reshape(-1, 3)
+                for p in read(coco)}
+    assert sorted(expected) == list(range(0, FRAMES, 2))
+
+    labels = sleap_io.load_slp(str(slp))
+    assert len(labels.videos) == 1 and Path(labels.videos[0].filename).name == "clip.mp4"
+    assert sorted(lf.frame_idx for lf in labels) == sorted(expected)
+    for lf in labels:
+        assert len(lf.predicted_instances) == 1 and not lf.user_instances
+        points = lf.predicted_instances[0].numpy(scores=True)
+        np.testing.assert_allclose(points[:, :2], expected[lf.frame_idx][:, :2], atol=2e-3)
+        np.testing.assert_allclose(points[:, 2], expected[lf.frame_idx][:, 2], atol=2e-3)
+
+    # DeepLabCut's video layout: rows by frame number, (body part, x|y|likelihood) columns,
+    # read by posetune's own DeepLabCut table reader (a video's rows name no image, so they
+    # are not training labels until extracted as frames, which --suggest packages do).
+    columns, rows = _read_table(dlc)
+    assert [c[1] for c in columns[::3]] == NAMES
+    assert [c[2] for c in columns[:3]] == ["x", "y", "likelihood"]
+    assert sorted(int(image) for _, image, _ in rows) == sorted(expected)
+    for _, image, values in rows:
+        np.testing.assert_allclose(np.reshape(values, (-1, 3)), expected[int(image)], atol=2e-3)
