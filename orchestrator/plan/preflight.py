@@ -110,6 +110,7 @@ def preflight(
                 notes.add(error)
     for line in sorted({v for v in weights.values() if isinstance(v, str)}):
         say(f"initial weights: {line}")
+    check_starts(planned, say, build=problems is None)
     catalog.check_read(names)
     say(f"checking {len(names)} dataset(s): {', '.join(sorted(names))}")
     available, skeletons, unread = {}, {}, set()
@@ -206,17 +207,36 @@ def check_images(catalog: Catalog, names: set[str], say: Callable[[str], None]) 
     return checked
 
 
+def check_starts(planned: Planned, say: Callable[[str], None], build: bool) -> None:
+    """The generated-pretrained starts the trials name (``--scale mini``/``smoke``): a sweep
+    builds each one this machine lacks, with progress, before any trial; ``--plan`` only says
+    which are missing (its cost table counts them)."""
+    from orchestrator.data.pretrained import LABEL, readable
+    from orchestrator.plan.pretraining import ensure_start, starts_of
+
+    for start in starts_of(job for jobs in planned.values() for job in jobs):
+        if build:
+            path, _ = ensure_start(start.recipe, start.backbone, say)
+            say(f"initial weights: {start.backbone}: {LABEL}, {path}")
+        elif readable(start):
+            say(f"initial weights: {start.backbone}: {LABEL}, {start.file}")
+        else:
+            say(f"initial weights: {start.backbone}: {LABEL}, not built on this machine yet: "
+                "the sweep builds it first")
+
+
 def check_weights(config: TrialConfig, catalog: Catalog,
                   seen: dict[tuple[str, str | None, str], str | Exception] | None = None) -> None:
     """Every initial-weights reference a trial will load resolves now: the catalog's or an
     explicit file (a state dict that fits the backbone), an ``s3://`` object, or timm's hub
     weights (cached, or online). Each distinct source is checked once (``seen`` keeps its
     line, or the error it raised, raised again for every trial that names it)."""
+    from orchestrator.data.pretrained import is_generated
     from orchestrator.data.weights import check_named_weights, check_weights_source
 
     model = config.model
-    if model.init == "random" or is_reference(model.weights):
-        return
+    if model.init == "random" or is_reference(model.weights) or is_generated(model.weights):
+        return  # a generated start: check_starts
     key = (model.backbone, model.weights, model.init)
     cached = seen.get(key) if seen is not None else None
     if isinstance(cached, Exception):

@@ -46,8 +46,8 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     # Seconds: proves the plumbing (tests, CI); the weights mean nothing.
-    "smoke": Recipe("smoke", categories=4, instances=4, image_size=32, points=1500, steps=4,
-                    batch=8, lr=2e-3),
+    "smoke": Recipe("smoke", categories=4, instances=2, image_size=32, points=1000, steps=2,
+                    batch=4, lr=2e-3),
     # The mini scale's stand-in for ImageNet; sized by benchmarks/pretrained_start.py.
     "mini": Recipe("mini", categories=64, instances=24, image_size=64, points=6000, steps=600,
                    batch=32, lr=2e-3),
@@ -84,3 +84,13 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[name] = "none"
     return out
+
+
+# model.weights naming a generated start: "generated:RECIPE/BACKBONE/DIGEST" (planning writes
+# it for model.init = "imagenet" at a scale without ImageNet files; orchestrator.data.pretrained
+# finds its file).
+START_PREFIX = "generated:"
+
+
+def start_marker(recipe_name: str, backbone: str) -> str:
+    return f"{START_PREFIX}{recipe_name}/{backbone}/{recipe_digest(get_recipe(recipe_name), backbone)}"
