@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from pose_core.pretrain.recipe import START_PREFIX as PREFIX
+from pose_core.pretrain import START_PREFIX as PREFIX
 
 CACHE_ENV = "POSETUNE_CACHE"
 LABEL = "generated-pretrained start (stand-in for ImageNet)"

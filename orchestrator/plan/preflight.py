@@ -110,7 +110,6 @@ def preflight(
                 notes.add(error)
     for line in sorted({v for v in weights.values() if isinstance(v, str)}):
         say(f"initial weights: {line}")
-    check_starts(planned, say, build=problems is None)
     catalog.check_read(names)
     say(f"checking {len(names)} dataset(s): {', '.join(sorted(names))}")
     available, skeletons, unread = {}, {}, set()
@@ -205,24 +204,6 @@ def check_images(catalog: Catalog, names: set[str], say: Callable[[str], None]) 
         if not report.ok:
             say(f"  {name}: {report.summary()} (bad_images = skip: left out)")
     return checked
-
-
-def check_starts(planned: Planned, say: Callable[[str], None], build: bool) -> None:
-    """The generated-pretrained starts the trials name (``--scale mini``/``smoke``): a sweep
-    builds each one this machine lacks, with progress, before any trial; ``--plan`` only says
-    which are missing (its cost table counts them)."""
-    from orchestrator.data.pretrained import LABEL, readable
-    from orchestrator.plan.pretraining import ensure_start, starts_of
-
-    for start in starts_of(job for jobs in planned.values() for job in jobs):
-        if build:
-            path, _ = ensure_start(start.recipe, start.backbone, say)
-            say(f"initial weights: {start.backbone}: {LABEL}, {path}")
-        elif readable(start):
-            say(f"initial weights: {start.backbone}: {LABEL}, {start.file}")
-        else:
-            say(f"initial weights: {start.backbone}: {LABEL}, not built on this machine yet: "
-                "the sweep builds it first")
 
 
 def check_weights(config: TrialConfig, catalog: Catalog,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -79,3 +79,22 @@ def ensure_start(recipe_name: str, backbone: str,
     say(f"  built in {result.seconds:.0f} s (training accuracy {result.final_accuracy:.2f} on "
         f"{recipe.categories} categories): {start.file}")
     return start.file, True
+
+
+def check_starts(planned: Mapping[str, list[TrialJob]], say: Callable[[str], None], build: bool) -> None:
+    """The preflight's last step (the driver runs it after :func:`orchestrator.plan.preflight.
+    preflight`, which a trial's worker imports and so must not reach the pretraining code): the
+    generated-pretrained starts the trials name (``--scale mini``/``smoke``). A sweep builds
+    each one this machine lacks, with progress, before Ray starts; ``--plan`` only says which
+    are missing (its cost table counts them)."""
+    from orchestrator.data.pretrained import LABEL
+
+    for start in starts_of(job for jobs in planned.values() for job in jobs):
+        if build:
+            path, _ = ensure_start(start.recipe, start.backbone, say)
+            say(f"initial weights: {start.backbone}: {LABEL}, {path}")
+        elif readable(start):
+            say(f"initial weights: {start.backbone}: {LABEL}, {start.file}")
+        else:
+            say(f"initial weights: {start.backbone}: {LABEL}, not built on this machine yet: "
+                "the sweep builds it first")

@@ -38,7 +38,7 @@ from orchestrator.study.scale import (
     get_scale,
 )
 from pose_core.config import ConfigError, TrialConfig, flatten, with_values
-from pose_core.pretrain.recipe import start_marker
+from pose_core.pretrain import start_marker
 
 
 @dataclass(frozen=True)

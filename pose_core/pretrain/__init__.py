@@ -22,6 +22,13 @@ from it against random weights (BENCHMARKS.md), never by which way a study findi
 - :mod:`pose_core.pretrain.train`: the training loop, returning the backbone's state dict.
 """
 
-from pose_core.pretrain.recipe import RECIPES, Recipe, get_recipe, recipe_digest
+from pose_core.pretrain.recipe import (
+    RECIPES,
+    START_PREFIX,
+    Recipe,
+    get_recipe,
+    recipe_digest,
+    start_marker,
+)
 
-__all__ = ["RECIPES", "Recipe", "get_recipe", "recipe_digest"]
+__all__ = ["RECIPES", "START_PREFIX", "Recipe", "get_recipe", "recipe_digest", "start_marker"]
