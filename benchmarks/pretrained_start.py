@@ -23,6 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch  # noqa: E402
+
 from orchestrator.data.catalog import Catalog  # noqa: E402
 from orchestrator.plan.pretraining import ensure_start  # noqa: E402
 from orchestrator.run.worker import TuneSession, run_job  # noqa: E402
@@ -31,6 +33,13 @@ from orchestrator.study.trials import RunSettings, build_job, with_run  # noqa: 
 from search_spaces import load_experiment  # noqa: E402
 
 VALUES = {"data.real_count": 40, "data.synthetic_count": 100}
+
+
+class CpuSession(TuneSession):
+    """The Tune trial's session without Ray: this process, its CPU."""
+
+    def device(self) -> torch.device:
+        return torch.device("cpu")
 
 
 def train(init: dict[str, Any], epochs: int, seed: int, root: Path) -> list[float]:
@@ -44,7 +53,7 @@ def train(init: dict[str, Any], epochs: int, seed: int, root: Path) -> list[floa
     catalog = Catalog.default(needs={k: v for k, v in needs.items() if k and v})
     job = with_run(job, catalog.to_dict(), RunSettings(storage=str(root), threads=2))
     reports: list[dict[str, Any]] = []
-    run_job(job, TuneSession(str(root / job.checkpoint_name()), report_to=reports.append))
+    run_job(job, CpuSession(str(root / job.checkpoint_name()), report_to=reports.append))
     if reports and reports[-1].get("error"):
         raise SystemExit(f"trial failed: {reports[-1]['error']}")
     return [float(r["AP"]) for r in reports if r.get("evaluated")]
