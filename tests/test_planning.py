@@ -13,6 +13,7 @@ from orchestrator.study.experiment import Cases, Experiment, Grid, LogUniform, S
 from orchestrator.study.scale import SCALES, get_scale
 from orchestrator.study.trials import SweepOptions, build_job, plan
 from pose_core.config import ConfigError, TrialConfig, with_values
+from pose_core.pretrain.recipe import start_marker
 
 BASE = with_values(TrialConfig(), {"model.init": "random", "train.lr": 2e-3})
 
@@ -198,7 +199,12 @@ def test_mini_scale_maps_the_baseline_axes_and_backbones_and_names_the_design() 
     # The baseline's HRNet-w32 and 210 epochs are mapped like any stage or axis value.
     assert pretrain.config.model.backbone == "hrnet_w18_small"
     assert pretrain.config.train.epochs == 21 and pretrain.config.data.input_size == 128
-    assert pretrain.config.model.init == "random"  # no ImageNet file on a fresh machine
+    # No ImageNet file on a fresh machine: the generated-pretrained start stands in for it,
+    # in the Animal-Pose checkpoint's pretraining as in the ImageNet arm.
+    generated = start_marker("mini", "hrnet_w18_small")
+    assert (pretrain.config.model.init, pretrain.config.model.weights) == ("imagenet", generated)
+    imagenet = [j for j in main if j.config.model.init == "imagenet"]
+    assert imagenet and {j.config.model.weights for j in imagenet} == {generated}
     counts = {j.variant_id: j.config.data.real_count for j in main}
     assert counts["checkpoint,real=10"] == 6 and counts["checkpoint,real=1000"] == 63
     ordered = [counts[f"checkpoint,real={n}"] for n in (10, 50, 100, 500, 1000)]

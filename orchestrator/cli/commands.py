@@ -275,6 +275,19 @@ def cmd_model_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from orchestrator.plan.pretraining import ensure_start, scale_backbones
+    from orchestrator.study.scale import get_scale
+
+    scale = get_scale(args.scale)
+    if not scale.generated_start:
+        raise ValueError(f"scale {scale.name!r} trains from ImageNet weights; generated starts "
+                         "are built for: smoke, mini")
+    for backbone in args.backbone or scale_backbones(scale):
+        ensure_start(scale.generated_start, backbone, lambda line: print(line, flush=True))
+    return 0
+
+
 def cmd_data_synth(args: argparse.Namespace) -> int:
     from pose_core.synth import SynthConfig, generate
 

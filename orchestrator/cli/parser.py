@@ -24,6 +24,7 @@ from orchestrator.cli.commands import (
     cmd_new,
     cmd_plot,
     cmd_predict,
+    cmd_pretrain,
     cmd_query,
     cmd_report,
     cmd_sweep,
@@ -280,6 +281,16 @@ def add_tool_commands(sub: Any) -> None:
                    "(default %(default)s)")
     p.add_argument("--json", action="store_true", help="print as one JSON object")
     p.set_defaults(func=cmd_model_info)
+
+    p = add_command(sub, "pretrain", "build the generated-pretrained start that stands in for "
+                    "ImageNet at --scale mini/smoke (once per machine, cached)", [
+        "posetune pretrain --scale mini          # every mini backbone (about 30 min, 2 CPUs)",
+        "posetune pretrain --scale mini --backbone hrnet_w18_small"])
+    p.add_argument("--scale", choices=["smoke", "mini"], default="mini",
+                   help="the scale whose start to build (default %(default)s)")
+    p.add_argument("--backbone", action="append", help="only this backbone (repeatable; "
+                   "default: the scale's backbones)")
+    p.set_defaults(func=cmd_pretrain)
 
     data = add_command(sub, "data", "generate or convert data sets").add_subparsers(
         dest="data_command", required=True, metavar="COMMAND", title="commands")

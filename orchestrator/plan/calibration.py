@@ -16,22 +16,20 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import platform
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from orchestrator.data.pretrained import cache_root
 from orchestrator.study.trials import TrialJob
 
-CACHE_ENV = "POSETUNE_CACHE"
 KEYPOINTS = 20  # the study's skeletons; only the last layer depends on it
 
 
 def cache_file() -> Path:
-    root = os.environ.get(CACHE_ENV) or str(Path.home() / ".cache" / "posetune")
-    return Path(root) / "throughput.json"
+    return cache_root() / "throughput.json"
 
 
 def device_name() -> str:

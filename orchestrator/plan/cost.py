@@ -56,6 +56,8 @@ class SweepPlan:
     throughput: float | None = None  # --throughput: images per second for every trial
     figures: dict[str, float] = field(default_factory=dict)  # measured, by figure key
     device: str | None = None  # where ``figures`` were measured
+    # Generated-pretrained starts this machine lacks: built once, before the first trial.
+    starts: list[str] = field(default_factory=list)
 
     def total(self, key: str) -> int:
         return sum(int(getattr(s, key)) for s in self.stages)
@@ -72,7 +74,7 @@ class SweepPlan:
                            for s in self.stages],
                 "image_epochs": self.total("image_epochs"),
                 "trained_image_epochs": self.total("trained_image_epochs"),
-                "hours": self.total_hours()}
+                "hours": self.total_hours(), "starts_to_build": self.starts}
 
     def rate(self, job: TrialJob) -> float | None:
         if self.throughput:
@@ -109,8 +111,11 @@ def make_plan(
     rows = store.read_trials(latest_only=True).to_pylist() if options.reuse else []
     done = finished_by_digest(rows)
     every = [job for jobs in planned.values() for job in jobs]
+    from orchestrator.plan.pretraining import cost_line, missing_starts
+
     plan = SweepPlan(experiment.name, options.scale_of.name, throughput=throughput,
-                     figures=throughputs(every), device=device_name())
+                     figures=throughputs(every), device=device_name(),
+                     starts=[cost_line(start) for start in missing_starts(every)])
     for name, jobs in planned.items():
         stage = experiment.stage(name)
         if stage.search == "optuna":
@@ -195,6 +200,10 @@ def render(plan: SweepPlan) -> str:
     else:
         note = ("hours: pass --calibrate (measures each backbone and input size on this "
                 "machine's device, a GPU on a cluster node) or --throughput IMG_PER_S")
+    if plan.starts:
+        note += (f"\nbefore the first trial: {len(plan.starts)} generated-pretrained start(s) "
+                 "to build (not in the hours above):\n"
+                 + "\n".join(f"  - {line}" for line in plan.starts))
     return f"plan for {plan.experiment} at scale {plan.scale}\n{table}\n{note}\n"
 
 

@@ -212,11 +212,12 @@ def check_weights(config: TrialConfig, catalog: Catalog,
     explicit file (a state dict that fits the backbone), an ``s3://`` object, or timm's hub
     weights (cached, or online). Each distinct source is checked once (``seen`` keeps its
     line, or the error it raised, raised again for every trial that names it)."""
+    from orchestrator.data.pretrained import is_generated
     from orchestrator.data.weights import check_named_weights, check_weights_source
 
     model = config.model
-    if model.init == "random" or is_reference(model.weights):
-        return
+    if model.init == "random" or is_reference(model.weights) or is_generated(model.weights):
+        return  # a generated start: check_starts
     key = (model.backbone, model.weights, model.init)
     cached = seen.get(key) if seen is not None else None
     if isinstance(cached, Exception):

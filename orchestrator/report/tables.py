@@ -92,7 +92,14 @@ def data_mix(row: Row) -> str:
 
 
 def start(row: Row, sources: Sources) -> str:
-    """Where a row's weights started: ``ImageNet`` or ``Animal-Pose checkpoint``."""
+    """Where a row's weights started: ``ImageNet`` or ``Animal-Pose checkpoint``; at mini and
+    smoke, ImageNet init is named as its stand-in (``generated-pretrained start (stand-in for
+    ImageNet)``), like the stand-in backbones."""
+    from orchestrator.data.pretrained import LABEL, is_generated
+
+    weights = (row.get("_config") or {}).get("model", {}).get("weights")
+    if row["init"] == "imagenet" and is_generated(weights):
+        return LABEL
     if row["init"] != "checkpoint":
         return INIT_LABELS.get(row["init"], str(row["init"]))
     source = sources.get(row["init_checkpoint"] or "")

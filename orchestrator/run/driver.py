@@ -30,6 +30,7 @@ from typing import Any
 
 from orchestrator.plan.cost import SweepPlan, make_plan, render, write_plan
 from orchestrator.plan.preflight import Planned, preflight, problem_lines
+from orchestrator.plan.pretraining import check_starts
 from orchestrator.run.interrupt import EXIT_INTERRUPTED, sigterm_as_ctrl_c
 from orchestrator.run.stages import StageResult, SweepContext, run_stage
 from orchestrator.run.tuner import Resources
@@ -200,6 +201,7 @@ def locked_sweep(
     with sigterm_as_ctrl_c(), store_lock(store.uri):
         sizes: dict[str, int] = {}
         planned, catalog = preflight(experiment, options, say, sizes)
+        check_starts(planned, say, build=True)
         # The plan, as --plan prints it, beside the results: what was to be trained.
         write_plan(make_plan(experiment, planned, sizes, options, catalog.to_dict()),
                    options.results)
@@ -272,6 +274,7 @@ def plan_sweep(
     sizes: dict[str, int] = {}
     problems = list(problems or [])
     planned, catalog = preflight(experiment, options, say, sizes, problems)
+    check_starts(planned, say, build=False)
     if calibrate and not throughput:
         measure([job for stage_jobs in planned.values() for job in stage_jobs], say)
     plan = make_plan(experiment, planned, sizes, options, catalog.to_dict(), throughput)

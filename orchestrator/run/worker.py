@@ -216,8 +216,10 @@ class TuneSession(_Steps):
 
 def resolve_weights(cfg: TrialConfig, catalog: Catalog) -> TrialConfig:
     """Turn ``model.weights`` into something local: for ImageNet init the catalog's file, an
-    ``s3://`` file fetched once per node, or timm's hub weights (``TIMM_PRETRAINED``); for
-    checkpoint init the checkpoint file of a local or ``s3://`` checkpoint folder."""
+    ``s3://`` file fetched once per node, timm's hub weights (``TIMM_PRETRAINED``) or the
+    node's cached generated-pretrained start; for checkpoint init the checkpoint file of a
+    local or ``s3://`` checkpoint folder."""
+    from orchestrator.data.pretrained import is_generated, local_start
     from orchestrator.data.weights import local_weights
     from orchestrator.store.storage import local_cache
 
@@ -226,6 +228,8 @@ def resolve_weights(cfg: TrialConfig, catalog: Catalog) -> TrialConfig:
     if model.init == "imagenet":
         if weights is None:
             weights = local_weights(model.backbone, catalog)
+        elif is_generated(weights):
+            weights = local_start(weights)
         elif "://" in weights:
             weights = local_cache(weights)
     if model.init == "checkpoint" and weights and not Path(weights).is_file():

@@ -6,15 +6,17 @@ where no weights file exists. Planning applies a scale in one place
 (:func:`orchestrator.study.trials.build_job`); nothing else in the code branches on it.
 
 - ``full``: the study's sizes, unchanged (the default).
-- ``mini``: a laptop. Every experiment at a size where rows differ: a small HRNet at 128 px
-  from random init, batch 8, data sizes to about twice their square root (still nested and
+- ``mini``: a laptop. Every experiment at a size where rows differ: a small HRNet at 128 px,
+  ImageNet init replaced by a generated-pretrained start (fractal categories, built once per
+  machine: ``posetune pretrain --scale mini``), batch 8, data sizes to about twice their square root (still nested and
   distinct), 210 epochs to 21, generated pools sized so that the base set, real and
   synthetic images keep the study's order of sizes. The study's backbones map to CPU-sized
   members of the same families (``backbones``). Input size and batch were chosen from pilot
   runs of the zero-shot Animal-Pose trial for its AP level per CPU second (96 px batch 16:
   AP 0.008; batch 8: 0.048; 128 px batch 8: 0.112 for 10% more time), never for a contrast.
 - ``smoke``: seconds a trial on a CPU; proves the plumbing, not the science. Data sizes
-  go to about their square root (still nested and distinct), 50/100/210 epochs to 1/2/3.
+  go to about their square root (still nested and distinct), 50/100/210 epochs to 1/2/3;
+  ImageNet init is a generated start pretrained for seconds (plumbing only).
 
 An experiment adjusts a scale for itself with ``Experiment.scales`` (``{scale: changes}``,
 applied after its axis values, e.g. a smaller KITPose width at ``smoke``).
@@ -62,8 +64,10 @@ class Scale:
     count_factor: float = 1.0
     epochs_per_unit: float | None = None
     epoch_range: tuple[int, int] = (1, 1_000_000)
-    # No ImageNet file exists on a fresh machine: such a scale trains from random weights.
-    random_init_without_weights: bool = False
+    # No ImageNet file exists on a fresh machine: at such a scale ImageNet init with no file
+    # means the generated-pretrained start of this recipe (pose_core.pretrain), named in rows
+    # and tables as a stand-in for ImageNet, like the stand-in backbones.
+    generated_start: str | None = None
     dataset_sizes: Mapping[str, int] | None = None
     backbones: Mapping[str, str] = field(default_factory=dict)
 
@@ -110,7 +114,7 @@ SCALES: dict[str, Scale] = {
             "eval.flip_test": True,
         },
         counts="sqrt", epochs_per_unit=60, epoch_range=(1, 3),
-        random_init_without_weights=True,
+        generated_start="smoke",
         dataset_sizes={"animalpose": 60, "lynx-train": 40, "lynx-test": 40,
                        "lynx-synthetic": 100},
     ),
@@ -127,7 +131,7 @@ SCALES: dict[str, Scale] = {
             "eval.flip_test": True,
         },
         counts="sqrt", count_factor=2.0, epochs_per_unit=10, epoch_range=(2, 21),
-        random_init_without_weights=True,
+        generated_start="mini",
         # 2 * sqrt of the study's sizes: Animal-Pose (~4,000 images) -> 126, the largest real
         # subset (1000 -> 63), 10k synthetic -> 200; the test pool gives AP a resolution of
         # about 0.01 per image.

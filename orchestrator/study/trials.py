@@ -38,6 +38,7 @@ from orchestrator.study.scale import (
     get_scale,
 )
 from pose_core.config import ConfigError, TrialConfig, flatten, with_values
+from pose_core.pretrain import start_marker
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,7 @@ TRAINING_MODULES: tuple[str, ...] = (
     "orchestrator.data.labels",
     "orchestrator.data.labels_dlc",
     "orchestrator.data.labels_sleap",
+    "orchestrator.data.pretrained",
     "orchestrator.data.trialdata",
     "orchestrator.data.weights",
     "pose_core.augment",
@@ -208,6 +210,8 @@ TRAINING_MODULES: tuple[str, ...] = (
     "pose_core.model_info",
     "pose_core.models",
     "pose_core.pck",
+    "pose_core.pretrain",
+    "pose_core.pretrain.recipe",
     "pose_core.readers",
     "pose_core.records",
     "pose_core.skeletons",
@@ -268,7 +272,8 @@ def build_job(
        :func:`check_overrides`, run by :func:`plan`);
     7. ``train.seed`` = the trial's seed, and with ``redraw_subsets`` also
        ``data.subset_seed`` (subsets stay nested within one seed);
-    8. at a scale without weights files, ImageNet init with no file becomes random init.
+    8. at a scale without weights files, ImageNet init with no file becomes the scale's
+       generated-pretrained start (``model.weights = "generated:RECIPE/BACKBONE/DIGEST"``).
 
     ``values`` holds the case's changes and the axis values; ``case`` names the case.
     """
@@ -287,9 +292,10 @@ def build_job(
     # A stage reference on model.weights ("@best:STAGE") stays as written: it is resolved
     # when its stage starts (orchestrator.study.handover).
     config = with_values(config, changes)
-    if (scale.random_init_without_weights and config.model.init == "imagenet"
+    if (scale.generated_start and config.model.init == "imagenet"
             and config.model.weights is None):
-        config = with_values(config, {"model.init": "random"})
+        config = with_values(config, {"model.weights": start_marker(scale.generated_start,
+                                                                    config.model.backbone)})
     return TrialJob(experiment.name, stage.name, vid, seed, config, values, scale.name, sampled)
 
 
