@@ -237,28 +237,33 @@ def files_in(uri: str) -> int:
 
 def cached_store(cache_dir: Path, size: int, scale: str, workers: int) -> tuple[Path, dict[str, Any]]:
     """The store of ``size`` trials in ``cache_dir``: built there unless a finished one is,
-    or hard-linked from the first ``size`` trials' files of a larger finished one (the same
-    files a build of ``size`` would write: trials come in the same order)."""
+    or hard-linked from the first ``size`` trials' files of a larger one (the same files a
+    build of ``size`` would write: trials come in the same order), also one still being
+    built once it holds all of them (a file appears whole: the writer renames it into place)."""
     path = cache_dir / f"local-{size}-{scale}"
     done = cache_dir / f"local-{size}-{scale}.json"
     if done.exists():
         return path, dict(json.loads(done.read_text()))
     shutil.rmtree(path, ignore_errors=True)
-    larger = sorted((int(m.group(1)), f) for f in cache_dir.glob(f"local-*-{scale}.json")
-                    if (m := re.fullmatch(rf"local-(\d+)-{scale}\.json", f.name))
-                    and int(m.group(1)) > size)
-    if larger:
-        bigger, facts_file = larger[0]
-        source = cache_dir / f"local-{bigger}-{scale}"
-        for table in ("trials", "epochs"):
+    for source in sorted(cache_dir.glob(f"local-*-{scale}"), key=lambda p: p.name):
+        bigger = int(source.name.split("-")[1])
+        if bigger <= size or not source.is_dir():
+            continue
+        files = {table: [f for f in (source / table).iterdir()
+                         if (i := re.search(r"_(\d{6})-[0-9a-f]{8}\.parquet$", f.name))
+                         and int(i.group(1)) < size] for table in ("trials", "epochs")}
+        if any(len(found) != size for found in files.values()):
+            continue
+        for table, found in files.items():
             (path / table).mkdir(parents=True)
-            for file in (source / table).iterdir():
-                index = re.search(r"_(\d{6})-[0-9a-f]{8}\.parquet$", file.name)
-                if index and int(index.group(1)) < size:
-                    os.link(file, path / table / file.name)
-        built = json.loads(facts_file.read_text())
-        facts = {"trials": size, "build_s": built["build_s"] * size / bigger,
-                 "workers": built["workers"], "from": bigger}
+            for file in found:
+                os.link(file, path / table / file.name)
+        built = cache_dir / f"local-{bigger}-{scale}.json"
+        facts: dict[str, Any] = {"trials": size, "workers": workers, "from": bigger,
+                                 "build_s": None}
+        if built.exists():
+            facts["build_s"] = json.loads(built.read_text())["build_s"] * size / bigger
+        break
     else:
         seconds, _ = build(str(path), size, scale, workers)
         facts = {"trials": size, "build_s": seconds, "workers": workers}
@@ -384,10 +389,11 @@ def main() -> None:
     try:
         for size in args.sizes:
             pristine, facts = cached_store(cache_dir, size, args.scale, args.workers)
+            built = ("" if facts["build_s"] is None else
+                     f" in {facts['build_s']:.0f} s by {facts['workers']} processes")
             print(f"[{size:,}] store of {size:,} trials and {facts['epoch_rows']:,} epoch rows "
-                  f"({facts['files']:,} files) written in {facts['build_s']:.0f} s by "
-                  f"{facts['workers']} processes"
-                  + (f" (the first trials of the {facts['from']:,} store, its time pro rata)"
+                  f"({facts['files']:,} files) written{built}"
+                  + (f" (the first trials of the {facts['from']:,} store)"
                      if facts.get("from") else ""), flush=True)
             if not args.no_local:
                 work = root / f"local-{size}"
