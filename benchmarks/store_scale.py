@@ -242,6 +242,10 @@ def cached_store(cache_dir: Path, size: int, scale: str, workers: int) -> tuple[
     built once it holds all of them (a file appears whole: the writer renames it into place)."""
     path = cache_dir / f"local-{size}-{scale}"
     done = cache_dir / f"local-{size}-{scale}.json"
+    # Another run still building it (files written in the last minutes): wait for it.
+    while (not done.exists() and (path / "trials").is_dir()
+           and time.time() - (path / "trials").stat().st_mtime < 180):
+        time.sleep(10)
     if done.exists():
         return path, dict(json.loads(done.read_text()))
     shutil.rmtree(path, ignore_errors=True)
@@ -280,7 +284,8 @@ def upload(source: Path, uri: str) -> float:
 
     fs, root = filesystem_for(uri)
     started = time.perf_counter()
-    local = [p for p in sorted(source.rglob("*.parquet"))]
+    local = sorted(p for folder in ("trials", "epochs", "_compactions")
+                   for p in (source / folder).glob("*") if p.is_file())
     remote = [f"{root}/{p.relative_to(source).as_posix()}" for p in local]
     for start in range(0, len(local), 5000):
         fs.put([str(p) for p in local[start:start + 5000]], remote[start:start + 5000])
@@ -319,6 +324,22 @@ def run_size(label: str, uri: str, size: int, facts: dict[str, Any], env: dict[s
     return out
 
 
+def after_only(label: str, uri: str, size: int, facts: dict[str, Any],
+               env: dict[str, str]) -> list[dict[str, Any]]:
+    """The operations over an already compacted store (no before, no compaction)."""
+    out = []
+    files = files_in(uri)
+    for op in OPS:
+        after = measure(op, uri, env, None)
+        out.append({"store": label, "trials": size, "epoch_rows": facts["epoch_rows"],
+                    "files": None, "files_after": files, "op": op, "before_s": None,
+                    "before_capped": None, "before_mb": None, "after_s": after["seconds"],
+                    "after_mb": after["peak_mb"], "imports_mb": after["baseline_mb"]})
+        print(f"[{label} {size:,}] {op:9s} {after['seconds']:6.2f} s   peak "
+              f"{after['peak_mb']:5.0f} MB (imports {after['baseline_mb']:.0f} MB)", flush=True)
+    return out
+
+
 def seconds(result: dict[str, Any]) -> str:
     if result["seconds"] is None:
         return f">{result['capped']:.0f} s"
@@ -334,15 +355,18 @@ def markdown(rows: list[dict[str, Any]]) -> str:
              "| after compact | peak memory before -> after (imports) |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
+        files = "" if r["files"] is None else f"{r['files']:,} -> "
         head = (f"| {r['store']} | {r['trials']:,} ({r['epoch_rows']:,}) | "
-                f"{r['files']:,} -> {r['files_after']} |")
+                f"{files}{r['files_after']} |")
         if r["op"] == "compact":
             lines.append(f"{head} **compact** | {r['before_s']:.1f} s | | "
                          f"{r['before_mb']:.0f} MB ({r['imports_mb']:.0f}) |")
             continue
-        before = (f">{r['before_capped']:.0f} s" if r["before_s"] is None
-                  else f"{r['before_s']:.2f} s")
+        before = (f">{r['before_capped']:.0f} s" if r["before_capped"] else "not run"
+                  if r["before_s"] is None else f"{r['before_s']:.2f} s")
         before_mb = "?" if r["before_mb"] is None else f"{r['before_mb']:.0f}"
+        if r["before_s"] is None and not r["before_capped"]:
+            before_mb = "-"
         lines.append(f"{head} {r['op']} | {before} | {r['after_s']:.2f} s | {before_mb} -> "
                      f"{r['after_mb']:.0f} MB ({r['imports_mb']:.0f}) |")
     return "\n".join(lines)
@@ -361,6 +385,9 @@ def main() -> None:
                         "(default: in the temporary folder, removed)")
     parser.add_argument("--cap", type=float, default=600.0,
                         help="seconds after which a measurement before compaction is stopped")
+    parser.add_argument("--s3-small-files-max", type=int, default=10**9,
+                        help="larger S3 stores are not uploaded file by file: the locally "
+                        "compacted store is uploaded and read (after compaction only)")
     parser.add_argument("--json", help="also write the figures here (after each store)")
     parser.add_argument("--child", nargs=2, metavar=("OP", "URI"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -401,9 +428,16 @@ def main() -> None:
                 subprocess.run(["cp", "-al", str(pristine), str(work)], check=True)
                 copied = {**facts, "copy_s": time.perf_counter() - started}
                 rows += run_size("local", str(work), size, copied, env, args.cap)
+                if server is not None and size > args.s3_small_files_max:
+                    # Too many small files to PUT here: S3 gets the compacted store instead.
+                    uri = server.uri(f"s3-compacted-{size}-{uuid.uuid4().hex[:6]}")
+                    put = upload(work, uri)
+                    rows += after_only("S3 (compacted locally)", uri, size, facts, env)
+                    print(f"[S3 {size:,}] the compacted files uploaded in {put:.0f} s",
+                          flush=True)
                 shutil.rmtree(work)
                 write_json(args.json, rows)
-            if server is not None:
+            if server is not None and size <= args.s3_small_files_max:
                 uri = server.uri(f"s3-{size}-{uuid.uuid4().hex[:6]}")
                 put = upload(pristine, uri)
                 print(f"[S3 {size:,}] {facts['files']:,} files uploaded in {put:.0f} s",
