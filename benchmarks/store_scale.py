@@ -32,6 +32,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -394,6 +395,9 @@ def main() -> None:
     if args.child:
         child(*args.child)
         return
+    # A stop (Ctrl-C, also when started in the background; SIGTERM) still stops our server.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     root = Path(tempfile.mkdtemp(prefix="store-scale-"))
     cache_dir = Path(args.cache) if args.cache else root / "cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
