@@ -267,7 +267,8 @@ def cached_store(cache_dir: Path, size: int, scale: str, workers: int) -> tuple[
         facts: dict[str, Any] = {"trials": size, "workers": workers, "from": bigger,
                                  "build_s": None}
         if built.exists():
-            facts["build_s"] = json.loads(built.read_text())["build_s"] * size / bigger
+            whole = json.loads(built.read_text())
+            facts.update(build_s=whole["build_s"] * size / bigger, workers=whole["workers"])
         break
     else:
         seconds, _ = build(str(path), size, scale, workers)
@@ -424,7 +425,7 @@ def main() -> None:
                      f" in {facts['build_s']:.0f} s by {facts['workers']} processes")
             print(f"[{size:,}] store of {size:,} trials and {facts['epoch_rows']:,} epoch rows "
                   f"({facts['files']:,} files) written{built}"
-                  + (f" (the first trials of the {facts['from']:,} store)"
+                  + (f" (pro rata: the first trials of the {facts['from']:,} store)"
                      if facts.get("from") else ""), flush=True)
             if not args.no_local:
                 work = root / f"local-{size}"
