@@ -116,8 +116,11 @@ def _ap_by_seed(rows: list[dict[str, Any]], arm: Arm, metric: str) -> dict[int, 
 
 
 def evaluate(results_uri: str, metric: str = "AP") -> list[Result]:
-    rows = ResultsStore(results_uri).read_trials().to_pylist()
-    if not rows:
+    # Only what the contrasts compare: the arms' experiments, the columns _ap_by_seed reads.
+    arms = sorted({arm.experiment for f in FINDINGS for arm in (f.a, f.b)})
+    store = ResultsStore(results_uri)
+    rows = store.read_trials(columns=["status", metric], where={"experiment": arms}).to_pylist()
+    if not rows and not store.read_trials(columns=["status"]).num_rows:
         raise ValueError(f"no trial results in {results_uri}: run the study there first")
     out = []
     for finding in FINDINGS:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow.compute as pc
 
 from orchestrator.store.results import ResultsStore
 from orchestrator.study.experiment import Experiment
@@ -221,19 +222,30 @@ def _shipped(experiment: str) -> Experiment | None:
 
 
 def _experiment_rows(name: str, results_uri: str) -> tuple[list[Row], list[Row]]:
-    """(rows of the experiment, every row in the store); the rows' config is parsed once."""
-    every = ResultsStore(results_uri).read_trials().to_pylist()
-    if not every:
+    """(rows of the experiment, those rows and the rows whose checkpoints they start from);
+    the rows' config is parsed once.
+
+    Only those experiments' rows are read whole: the rest of the store gives only the few
+    columns that say which experiments they are (a compacted store skips the others' files
+    and row groups)."""
+    store = ResultsStore(results_uri)
+    keys = store.read_trials(columns=["checkpoint_uri", "init_checkpoint"])
+    if not keys.num_rows:
         raise ValueError(f"no trial results in {results_uri}: run a sweep there first")
-    for row in every:
-        row["_config"] = json.loads(row["config_json"] or "{}")
-    present = sorted({r["experiment"] for r in every})
+    present = sorted(pc.unique(keys["experiment"]).to_pylist())
     chosen = [name] if name in present else [
         e for e in present if (shipped := _shipped(e)) and shipped.table == name]
     if len(chosen) != 1:
         found = "several experiments use this table: " if chosen else "it holds "
         raise ValueError(f"no results of experiment {name!r} in {results_uri}; "
                          f"{found}{', '.join(chosen or present)}")
+    mine = keys.filter(pc.equal(keys["experiment"], chosen[0]))
+    starts = pc.drop_null(pc.unique(mine["init_checkpoint"]))
+    sources = keys.filter(pc.is_in(keys["checkpoint_uri"], value_set=starts))
+    experiments = sorted({chosen[0], *sources["experiment"].to_pylist()})
+    every = store.read_trials(where={"experiment": experiments}).to_pylist()
+    for row in every:
+        row["_config"] = json.loads(row["config_json"] or "{}")
     return [r for r in every if r["experiment"] == chosen[0]], every
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from orchestrator.store import storage
@@ -66,18 +67,20 @@ def spool_root() -> Path:
 
 
 def latest_trials(table: pa.Table) -> pa.Table:
-    """One row per (experiment, stage, variant_id, seed): the one with the latest ``ended_at``."""
-    ordered = table.sort_by([("ended_at", "descending"), ("trial_id", "descending")])
-    keys = zip(*(ordered[name].to_pylist() for name in TRIAL_KEY), strict=True)
-    seen: set[tuple[Any, ...]] = set()
-    keep = []
-    for index, key in enumerate(keys):
-        if key not in seen:
-            seen.add(key)
-            keep.append(index)
-    return ordered.take(pa.array(keep, pa.int64())).sort_by(
-        [(name, "ascending") for name in TRIAL_KEY]
-    )
+    """One row per (experiment, stage, variant_id, seed): the one with the latest ``ended_at``
+    (the greater ``trial_id`` on a tie), in trial-key order. Vectorised: the rows sorted by key
+    and newest first, then the first row of each key (the key columns are never null)."""
+    ordered = table.sort_by([*((name, "ascending") for name in TRIAL_KEY),
+                             ("ended_at", "descending"), ("trial_id", "descending")])
+    if ordered.num_rows < 2:
+        return ordered
+    changed = None
+    for name in TRIAL_KEY:
+        column = ordered[name]
+        differs = pc.not_equal(column.slice(1), column.slice(0, ordered.num_rows - 1))
+        changed = differs if changed is None else pc.or_(changed, differs)
+    first = pa.concat_arrays([pa.array([True]), *pa.chunked_array(changed).chunks])
+    return ordered.filter(first)
 
 
 def finished_rows(
