@@ -47,21 +47,32 @@ def rows_of(uri: str) -> list[dict[str, Any]]:
     return ResultsStore(uri).read_trials().to_pylist()
 
 
+@pytest.fixture(scope="module")
+def exported(results: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The best quickstart trial exported once (``posetune export``) and what it printed."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("export") / "model"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["export", results, "--experiment", "quickstart", "--out", str(out)]) == 0
+    return out, printed.getvalue()
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 def test_export_of_the_best_trial_passes_parity(
-    results: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    results: str, exported: tuple[Path, str]
 ) -> None:
     import onnx
     import onnxruntime
 
-    out = tmp_path / "model"
-    assert main(["export", results, "--experiment", "quickstart", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    out, printed = exported
     assert "parity on" in printed and "passed" in printed
     assert sorted(p.name for p in out.iterdir()) == [
         "model.json", "model.onnx", "model.pt2", "parity.json"]
-    assert not list(tmp_path.glob(".model.tmp-*"))
+    assert not list(out.parent.glob(".model.tmp-*"))
 
     # the best variant by mean AP over seeds (ties: any of the tied ones)
     rows = [r for r in rows_of(results) if r["status"] == "ok"]
@@ -104,12 +115,11 @@ def test_export_of_the_best_trial_passes_parity(
 @pytest.mark.slow
 @pytest.mark.ray
 def test_predict_with_the_exported_model_matches_its_checkpoint(
-    results: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    exported: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tests.test_predict_video import write_clip
 
-    out = tmp_path / "model"
-    assert main(["export", results, "--experiment", "quickstart", "--out", str(out)]) == 0
+    out, _ = exported
     checkpoint = json.loads((out / "model.json").read_text())["trial"]["checkpoint_uri"]
     video = tmp_path / "clip.mp4"
     boxes = write_clip(video, 12)
