@@ -1,23 +1,30 @@
 """Is the generated-pretrained start worth something? (issue 25, part 2)
 
 The quickstart's configuration (hrnet_w18_small, 128 px, generated base set + 40 real-style +
-100 synthetic images, eval every epoch) trained twice with the same seed and data: from random
-weights, and from the mini scale's generated-pretrained start (:mod:`pose_core.pretrain`,
-built here first if this machine has none; its build time is printed). Prints AP per epoch of
+100 synthetic images, eval every epoch) trained twice, side by side with one thread each, with
+the same seed and data: from random weights, and from the mini scale's generated-pretrained
+start (:mod:`pose_core.pretrain`, built here first if this machine has none; its build time is
+printed). Prints AP per epoch of
 both and the first epoch at which each reaches ``--target`` AP (default: half the random
 start's best, so the question is "how soon", not one arbitrary level). The recipe's size is
 chosen by this benchmark alone (README, issue 25 part 3), never by a study finding.
 
-    nice -n 10 python benchmarks/pretrained_start.py                 # about 1 h on 2 CPU cores
+    nice -n 10 python benchmarks/pretrained_start.py --out benchmarks/results/pretrained_start.json
     nice -n 10 python benchmarks/pretrained_start.py --epochs 2 --recipe smoke   # plumbing
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import multiprocessing
+import os
+import platform
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,7 @@ from orchestrator.plan.pretraining import ensure_start  # noqa: E402
 from orchestrator.run.worker import TuneSession, run_job  # noqa: E402
 from orchestrator.study.experiment import Stage  # noqa: E402
 from orchestrator.study.trials import RunSettings, build_job, with_run  # noqa: E402
+from pose_core.pretrain import RECIPES  # noqa: E402
 from search_spaces import load_experiment  # noqa: E402
 
 VALUES = {"data.real_count": 40, "data.synthetic_count": 100}
@@ -42,52 +50,100 @@ class CpuSession(TuneSession):
         return torch.device("cpu")
 
 
-def train(init: dict[str, Any], epochs: int, seed: int, root: Path) -> list[float]:
-    """AP after each epoch of the quickstart variant with ``init`` (model.init/weights)."""
+def train(name: str, init: dict[str, Any], epochs: int, seed: int, root: Path,
+          threads: int, lr: float | None) -> tuple[list[float], float]:
+    """AP after each epoch of the quickstart variant with ``init`` (model.init/weights), and
+    the seconds it took."""
+    began = time.perf_counter()
     experiment = load_experiment("quickstart")
-    stage = Stage(changes={**init, "train.epochs": epochs})
+    stage = Stage(changes={**init, "train.epochs": epochs, **({"train.lr": lr} if lr else {})})
     job = build_job(experiment, stage, VALUES, seed)
     data = job.config.data
     needs = {data.base or "": data.base_count or 0, data.real or "": data.real_count,
              data.synthetic or "": data.synthetic_count, data.test: data.max_test or 0}
     catalog = Catalog.default(needs={k: v for k, v in needs.items() if k and v})
-    job = with_run(job, catalog.to_dict(), RunSettings(storage=str(root), threads=2))
+    job = with_run(job, catalog.to_dict(), RunSettings(storage=str(root), threads=threads))
     reports: list[dict[str, Any]] = []
-    run_job(job, CpuSession(str(root / job.checkpoint_name()), report_to=reports.append))
+
+    def report(row: dict[str, Any]) -> None:
+        reports.append(row)
+        if row.get("evaluated"):
+            print(f"  {name}: epoch {row.get('epoch')}, AP {float(row['AP']):.3f}, "
+                  f"{time.perf_counter() - began:.0f} s", flush=True)
+
+    run_job(job, CpuSession(str(root / job.checkpoint_name()), report_to=report))
     if reports and reports[-1].get("error"):
         raise SystemExit(f"trial failed: {reports[-1]['error']}")
-    return [float(r["AP"]) for r in reports if r.get("evaluated")]
+    return ([float(r["AP"]) for r in reports if r.get("evaluated")],
+            round(time.perf_counter() - began, 1))
 
 
-def first_reaching(curve: list[float], target: float) -> str:
-    return next((str(i + 1) for i, ap in enumerate(curve) if ap >= target), "not reached")
+def first_reaching(curve: list[float], target: float) -> int | None:
+    return next((i + 1 for i, ap in enumerate(curve) if ap >= target), None)
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipe", default="mini", choices=["smoke", "mini"])
+    parser.add_argument("--steps", type=int, help="override the recipe's pretraining steps "
+                        "(to compare sizes; the start is cached under its own digest)")
+    parser.add_argument("--instances", type=int, help="override the recipe's images per "
+                        "category")
     parser.add_argument("--epochs", type=int, default=20, help="the quickstart's 20")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--target", type=float, help="AP to reach (default: half the random "
-                        "start's best)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1, each a pair")
+    parser.add_argument("--target", type=float, default=0.1, help="AP to reach")
+    parser.add_argument("--lr", type=float, nargs="+", default=[2e-3, 5e-4],
+                        help="fine-tuning learning rates (the quickstart's 2e-3; the study's "
+                        "default 5e-4)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per arm")
+    parser.add_argument("--out", help="also write the curves as JSON here (BENCHMARKS.md's "
+                        "figures: benchmarks/results/pretrained_start.json)")
     args = parser.parse_args()
-    start = time.perf_counter()
+    changes = {k: v for k, v in (("steps", args.steps), ("instances", args.instances)) if v}
+    RECIPES[args.recipe] = dataclasses.replace(RECIPES[args.recipe], **changes)
+    began = time.perf_counter()
     path, built = ensure_start(args.recipe, "hrnet_w18_small", lambda line: print(line, flush=True))
-    print(f"start: {'built' if built else 'cached'} in {time.perf_counter() - start:.0f} s",
+    print(f"start: {'built' if built else 'cached'} in {time.perf_counter() - began:.0f} s",
           flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        curves = {}
-        for name, init in (("random", {"model.init": "random"}),
-                           ("generated start", {"model.init": "imagenet",
-                                                "model.weights": str(path)})):
-            began = time.perf_counter()
-            curves[name] = train(init, args.epochs, args.seed, Path(tmp) / name.replace(" ", "_"))
-            print(f"{name}: {time.perf_counter() - began:.0f} s, AP per epoch "
-                  + " ".join(f"{ap:.3f}" for ap in curves[name]), flush=True)
-    target = args.target or max(curves["random"]) / 2
-    print(f"\n| start | best AP | epochs to AP {target:.3f} |\n|---|---|---|")
-    for name, curve in curves.items():
-        print(f"| {name} | {max(curve):.3f} | {first_reaching(curve, target)} |")
+    arms = {"random": {"model.init": "random"},
+            "generated start": {"model.init": "imagenet", "model.weights": str(path)}}
+    runs: list[dict[str, Any]] = []
+    # The two arms of a seed side by side, one thread each (the split run_study.sh uses on
+    # 2 cores); they share nothing but the CPU, and the question is epochs, not seconds.
+    with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(
+            max_workers=len(arms), mp_context=multiprocessing.get_context("spawn")) as pool:
+        for lr in args.lr:
+            for seed in range(args.seeds):
+                futures = {name: pool.submit(train, name, init, args.epochs, seed,
+                                             Path(tmp) / f"{name.replace(' ', '_')}-{lr}-{seed}",
+                                             args.threads, lr)
+                           for name, init in arms.items()}
+                for name, future in futures.items():
+                    curve, seconds = future.result()
+                    runs.append({"arm": name, "lr": lr, "seed": seed, "curve": curve,
+                                 "seconds": seconds})
+                    print(f"lr {lr:g}, seed {seed}, {name}: {seconds:.0f} s, AP per epoch "
+                          + " ".join(f"{ap:.3f}" for ap in curve), flush=True)
+    print(f"\n| lr | start | epochs to AP {args.target} (per seed) | AP at epoch 5 / 10 / "
+          f"{args.epochs} (mean) |\n|---|---|---|---|")
+    for lr in args.lr:
+        for name in arms:
+            mine = [r for r in runs if r["lr"] == lr and r["arm"] == name]
+            reached = [first_reaching(r["curve"], args.target) for r in mine]
+            at = " / ".join(f"{mean([r['curve'][e - 1] for r in mine]):.3f}"
+                            for e in (5, 10, args.epochs) if e <= args.epochs)
+            print(f"| {lr:g} | {name} | {', '.join(str(e or '-') for e in reached)} | {at} |")
+    if args.out:
+        record = {"recipe": dataclasses.asdict(RECIPES[args.recipe]), "start": str(path),
+                  "epochs": args.epochs, "target": args.target, "runs": runs,
+                  "machine": f"{os.cpu_count()} CPU core(s), {platform.machine()}, no GPU",
+                  "date": time.strftime("%Y-%m-%d", time.gmtime())}
+        Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

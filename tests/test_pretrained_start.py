@@ -20,7 +20,7 @@ from orchestrator.study.scale import get_scale
 from pose_core.config import ModelConfig
 from pose_core.models import build_model, init_weights
 from pose_core.pretrain import RECIPES
-from pose_core.pretrain.fractals import dataset
+from pose_core.pretrain.fractals import STRIDE, dataset
 from pose_core.pretrain.recipe import start_marker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,14 +33,20 @@ def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path / "cache"
 
 
-def test_fractal_images_are_deterministic_and_labelled() -> None:
+def test_fractal_mosaics_are_deterministic_and_labelled_per_cell() -> None:
     recipe = RECIPES["smoke"]
     images, labels = dataset(recipe)
-    assert images.shape == (recipe.images, recipe.image_size, recipe.image_size, 3)
-    assert sorted(set(labels.tolist())) == list(range(recipe.categories))
-    assert (images.max(axis=(1, 2, 3)) > 0).all()  # every image shows its fractal
-    again, _ = dataset(recipe)
-    assert (again == images).all()
+    size, cells = recipe.image_size, recipe.image_size // STRIDE
+    assert images.shape == (recipe.images, size, size, 3)
+    assert labels.shape == (recipe.images, cells, cells)
+    assert labels.min() >= 0 and labels.max() <= recipe.categories  # 0: background
+    assert ((labels > 0).any(axis=(1, 2))).all()  # every image shows a fractal
+    assert ((labels == 0).any(axis=(1, 2))).any()  # and background somewhere
+    # a labelled cell is painted brighter than the dark background field (<= 110 + noise)
+    bright = images.max(axis=3).reshape(recipe.images, cells, STRIDE, cells, STRIDE)
+    assert (bright.max(axis=(2, 4))[labels > 0] >= 120).all()
+    again, same = dataset(recipe)
+    assert (again == images).all() and (same == labels).all()
 
 
 def test_start_is_reused_rebuilt_on_recipe_change_and_replaced_when_unreadable(

@@ -15,6 +15,7 @@ import numpy as np
 
 from pose_core.pretrain.recipe import Recipe
 
+STRIDE = 4  # label cells are STRIDE x STRIDE pixels: the pose heatmaps' stride
 WALKS = 128  # chaos-game walks run side by side
 BURN_IN = 12  # steps before a walk is on the attractor (the maps contract on average)
 
@@ -76,25 +77,59 @@ def categories(recipe: Recipe, rng: np.random.Generator) -> list[np.ndarray]:
     return found
 
 
-def instance(system: np.ndarray, recipe: Recipe, rng: np.random.Generator) -> np.ndarray:
-    """One image of a category: one map's parameters times a weight in [0.8, 1.2] (the
-    paper's intra-category variation), a random bright colour, a random flip."""
+def fractal(system: np.ndarray, recipe: Recipe, rng: np.random.Generator, side: int
+            ) -> np.ndarray:
+    """One instance of a category as a (side, side) bool mask of its points: one map's
+    parameters times a weight in [0.8, 1.2] (the paper's intra-category variation), a random
+    flip."""
     varied = system.copy()
     varied[int(rng.integers(len(system)))] *= rng.uniform(0.8, 1.2)
-    colour = rng.integers(64, 256, size=3).astype(np.uint8)
     points = attractor(varied, recipe.points, rng)
-    return render(points, recipe.image_size, colour, bool(rng.integers(2)))
+    return render(points, side, np.array([1, 1, 1], np.uint8), bool(rng.integers(2)))[..., 0] > 0
+
+
+def background(size: int, rng: np.random.Generator) -> np.ndarray:
+    """(size, size, 3) float: a smooth random colour field (a 4 x 4 grid of dark colours,
+    bilinearly upsampled) plus pixel noise, so that "no fractal" is not simply black."""
+    grid = rng.uniform(0, 110, size=(4, 4, 3))
+    axis = np.linspace(0, 3, size)
+    low = np.floor(axis).astype(int).clip(0, 2)
+    frac = axis - low
+    rows = grid[low] * (1 - frac)[:, None, None] + grid[low + 1] * frac[:, None, None]
+    field = rows[:, low] * (1 - frac)[None, :, None] + rows[:, low + 1] * frac[None, :, None]
+    return field + rng.normal(0, 8, size=(size, size, 3))
+
+
+def mosaic(systems: list[np.ndarray], recipe: Recipe, rng: np.random.Generator
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """One training image and its label map: 1-3 fractals of random categories, each at a
+    random size (a third to the whole of the side) and place, in a random bright colour, over
+    a :func:`background`; later fractals are painted over earlier ones. The label map has one
+    cell per 4 x 4 pixels (the pose heatmaps' stride): ``1 + category`` of the last fractal
+    with a point in the cell, 0 (background) where none has one."""
+    size, cell = recipe.image_size, STRIDE
+    image = background(size, rng)
+    labels = np.zeros((size // cell, size // cell), np.int64)
+    for _ in range(int(rng.integers(1, 4))):
+        category = int(rng.integers(len(systems)))
+        side = int(rng.integers(size // 3, size + 1))
+        mask = fractal(systems[category], recipe, rng, side)
+        y0, x0 = (int(v) for v in rng.integers(0, size - side + 1, size=2))
+        full = np.zeros((size, size), bool)
+        full[y0:y0 + side, x0:x0 + side] = mask
+        image[full] = rng.integers(120, 256, size=3)
+        cells = full.reshape(size // cell, cell, size // cell, cell).any(axis=(1, 3))
+        labels[cells] = 1 + category
+    return np.clip(image, 0, 255).astype(np.uint8), labels
 
 
 def dataset(recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
-    """Every image of the recipe, ``(N, S, S, 3)`` uint8, and its category ``(N,)``."""
+    """Every image of the recipe, ``(N, S, S, 3)`` uint8 with ``N = categories x
+    instances``, and its label map ``(N, S/4, S/4)`` (:func:`mosaic`)."""
     rng = np.random.default_rng(recipe.seed)
-    images, labels = [], []
-    for label, system in enumerate(categories(recipe, rng)):
-        for _ in range(recipe.instances):
-            images.append(instance(system, recipe, rng))
-            labels.append(label)
-    return np.stack(images), np.array(labels, np.int64)
+    systems = categories(recipe, rng)
+    pairs = [mosaic(systems, recipe, rng) for _ in range(recipe.images)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
 def batches(count: int, batch: int, rng: np.random.Generator) -> Iterator[np.ndarray]:

@@ -1,10 +1,17 @@
 """Pretrain a pose backbone on fractal categories; the backbone's state dict is the start.
 
+The task is dense: label every 4 x 4 cell of a mosaic of fractals with the category of the
+fractal there, or background (:func:`pose_core.pretrain.fractals.mosaic`). A dense
+formula-driven task, as in SegRCDB (Shinoda et al., ICCV 2023), rather than FractalDB's
+whole-image classification, because the pose head reads a spatial feature map: the
+benchmark of the classification start (BENCHMARKS.md, issue 25) found it no better than
+random weights on the quickstart.
+
 The backbone is exactly the pose model's (:func:`pose_core.models.create_backbone`), so every
-tensor of the start loads into it by name. A throwaway head (1x1 conv to 256 channels, BN,
-ReLU, global average pool, linear) classifies its last feature map; AdamW with a cosine
-learning rate after a short warmup, random flips and one-pixel-scale shifts of the images.
-Inputs are normalised like the pose data (:data:`pose_core.dataset.MEAN_RGB`).
+tensor of the start loads into it by name. A throwaway head (:class:`Segmenter`) predicts the
+cells from its last feature map; AdamW with a cosine learning rate after a short warmup,
+random left-right flips. Inputs are normalised like the pose data
+(:data:`pose_core.dataset.MEAN_RGB`).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from torch import Tensor, nn
 
 from pose_core.dataset import MEAN_RGB, STD_RGB
 from pose_core.models import create_backbone
-from pose_core.pretrain.fractals import batches, dataset
+from pose_core.pretrain.fractals import STRIDE, batches, dataset
 from pose_core.pretrain.recipe import Recipe
 
 Progress = Callable[[str], None]
@@ -31,37 +38,42 @@ class Pretrained:
     state: dict[str, Tensor]  # the backbone's state dict (features_only keys)
     seconds: float
     final_loss: float
-    final_accuracy: float  # on the last tenth of the steps' training batches
+    final_accuracy: float  # fractal cells labelled right, last tenth of the training batches
 
 
-class Classifier(nn.Module):
+class Segmenter(nn.Module):
+    """The backbone and a throwaway dense head: 1x1 conv to 128 channels, BN, ReLU, 1x1 conv
+    to ``classes + 1`` logits, upsampled (bilinear) to the label cells when the backbone's
+    last feature map is coarser than them (the ResNets' stride 32)."""
+
     def __init__(self, backbone: nn.Module, classes: int) -> None:
         super().__init__()
         self.backbone = backbone
         channels = backbone.feature_info.channels()[-1]  # type: ignore[union-attr, operator]
         self.head = nn.Sequential(
-            nn.Conv2d(channels, 256, 1, bias=False), nn.BatchNorm2d(256), nn.ReLU(inplace=True),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(256, classes))
+            nn.Conv2d(channels, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
+            nn.Conv2d(128, classes + 1, 1))
 
     def forward(self, images: Tensor) -> Tensor:
-        out: Tensor = self.head(self.backbone(images)[-1])
-        return out
+        logits: Tensor = self.head(self.backbone(images)[-1])
+        cells = images.shape[-1] // STRIDE
+        if logits.shape[-1] != cells:
+            logits = nn.functional.interpolate(logits, size=(cells, cells), mode="bilinear",
+                                               align_corners=False)
+        return logits
 
 
-def to_tensor(images: np.ndarray, rng: np.random.Generator) -> Tensor:
-    """(B, S, S, 3) uint8 -> (B, 3, S, S) normalised, each image flipped with p=0.5 and
-    shifted by up to 1/8 of its side (wrapping round)."""
-    size = images.shape[1]
-    out = np.empty_like(images)
-    for i, image in enumerate(images):
-        if rng.integers(2):
-            image = image[:, ::-1]
-        dy, dx = rng.integers(-size // 8, size // 8 + 1, size=2)
-        out[i] = np.roll(image, (int(dy), int(dx)), axis=(0, 1))
-    tensor = torch.from_numpy(out).permute(0, 3, 1, 2).float()
+def to_tensors(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+               ) -> tuple[Tensor, Tensor]:
+    """(B, S, S, 3) uint8 -> (B, 3, S, S) normalised, and the label maps; each image and its
+    map flipped left-right together with p=0.5."""
+    flip = rng.integers(2, size=len(images)).astype(bool)
+    images, labels = images.copy(), labels.copy()
+    images[flip], labels[flip] = images[flip][:, :, ::-1], labels[flip][:, :, ::-1]
+    tensor = torch.from_numpy(images).permute(0, 3, 1, 2).float()
     mean = torch.tensor(MEAN_RGB).view(1, 3, 1, 1)
     std = torch.tensor(STD_RGB).view(1, 3, 1, 1)
-    return (tensor - mean) / std
+    return (tensor - mean) / std, torch.from_numpy(labels)
 
 
 def pretrain(backbone: str, recipe: Recipe, say: Progress = print) -> Pretrained:
@@ -72,7 +84,7 @@ def pretrain(backbone: str, recipe: Recipe, say: Progress = print) -> Pretrained
     say(f"rendering {recipe.images} fractal images ({recipe.categories} categories, "
         f"{recipe.image_size} px) ...")
     images, labels = dataset(recipe)
-    model = Classifier(create_backbone(backbone), recipe.categories)
+    model = Segmenter(create_backbone(backbone), recipe.categories)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.05)
     warmup = max(1, recipe.steps // 20)
 
@@ -90,7 +102,7 @@ def pretrain(backbone: str, recipe: Recipe, say: Progress = print) -> Pretrained
     hits = seen = 0
     for step, index in zip(range(recipe.steps), batches(len(images), recipe.batch, rng),
                            strict=False):
-        inputs, target = to_tensor(images[index], rng), torch.from_numpy(labels[index])
+        inputs, target = to_tensors(images[index], labels[index], rng)
         logits = model(inputs)
         loss = loss_fn(logits, target)
         optimizer.zero_grad(set_to_none=True)
@@ -99,8 +111,9 @@ def pretrain(backbone: str, recipe: Recipe, say: Progress = print) -> Pretrained
         schedule.step()
         losses.append(float(loss.detach()))
         if step >= recipe.steps - tail:
-            hits += int((logits.argmax(1) == target).sum())
-            seen += len(target)
+            fractal = target > 0
+            hits += int((logits.argmax(1) == target)[fractal].sum())
+            seen += int(fractal.sum())
         if (step + 1) % report_every == 0 or step + 1 == recipe.steps:
             recent = losses[-report_every:]
             say(f"pretraining {backbone}: step {step + 1}/{recipe.steps}, loss "
