@@ -93,6 +93,7 @@ def main() -> None:
                         "(to compare sizes; the start is cached under its own digest)")
     parser.add_argument("--instances", type=int, help="override the recipe's images per "
                         "category")
+    parser.add_argument("--weights", help="compare this start file instead of the recipe's")
     parser.add_argument("--epochs", type=int, default=20, help="the quickstart's 20")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1, each a pair")
     parser.add_argument("--target", type=float, default=0.1, help="AP to reach")
@@ -106,9 +107,13 @@ def main() -> None:
     changes = {k: v for k, v in (("steps", args.steps), ("instances", args.instances)) if v}
     RECIPES[args.recipe] = dataclasses.replace(RECIPES[args.recipe], **changes)
     began = time.perf_counter()
-    path, built = ensure_start(args.recipe, "hrnet_w18_small", lambda line: print(line, flush=True))
-    print(f"start: {'built' if built else 'cached'} in {time.perf_counter() - began:.0f} s",
-          flush=True)
+    if args.weights:
+        path = Path(args.weights)
+    else:
+        path, built = ensure_start(args.recipe, "hrnet_w18_small",
+                                   lambda line: print(line, flush=True))
+        print(f"start: {'built' if built else 'cached'} in {time.perf_counter() - began:.0f} s",
+              flush=True)
     arms = {"random": {"model.init": "random"},
             "generated start": {"model.init": "imagenet", "model.weights": str(path)}}
     runs: list[dict[str, Any]] = []

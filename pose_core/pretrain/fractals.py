@@ -9,6 +9,8 @@ attractor covers less than ``fill`` of the image is degenerate (a line or a poin
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Iterator
 
 import numpy as np
@@ -125,11 +127,20 @@ def mosaic(systems: list[np.ndarray], recipe: Recipe, rng: np.random.Generator
 
 def dataset(recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
     """Every image of the recipe, ``(N, S, S, 3)`` uint8 with ``N = categories x
-    instances``, and its label map ``(N, S/4, S/4)`` (:func:`mosaic`)."""
+    instances``, and its label map ``(N, S/4, S/4)`` (:func:`mosaic`). Rendered once per
+    process for all backbones that train on it (the images do not depend on the training
+    fields); the arrays are shared, not to be written."""
+    return _dataset(dataclasses.replace(recipe, name="", steps=0, batch=0, lr=0.0))
+
+
+@functools.lru_cache(maxsize=1)
+def _dataset(recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(recipe.seed)
     systems = categories(recipe, rng)
     pairs = [mosaic(systems, recipe, rng) for _ in range(recipe.images)]
-    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    images, labels = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
 
 
 def batches(count: int, batch: int, rng: np.random.Generator) -> Iterator[np.ndarray]:

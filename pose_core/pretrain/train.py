@@ -81,7 +81,7 @@ def pretrain(backbone: str, recipe: Recipe, say: Progress = print) -> Pretrained
     start = time.perf_counter()
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed + 1)
-    say(f"rendering {recipe.images} fractal images ({recipe.categories} categories, "
+    say(f"{recipe.images} fractal mosaics ({recipe.categories} categories, "
         f"{recipe.image_size} px) ...")
     images, labels = dataset(recipe)
     model = Segmenter(create_backbone(backbone), recipe.categories)
