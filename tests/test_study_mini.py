@@ -3,7 +3,9 @@
 ``real_amount`` (Table 3) with one seed: 9 trained trials, about 4 minutes on 2 cores, after
 the preflight builds the mini generated-pretrained start of hrnet_w18_small in the test
 session's own cache (about 3 CPU-minutes: BENCHMARKS.md, issue 25). The AP figures below are
-from the random-start run of 2026-12-02; a rerun with the start is due. What is asserted holds whatever the generated data says about the study's findings:
+from the random-start run of 2026-12-02 (the start behaves like random weights at this
+learning rate: BENCHMARKS.md). What is asserted holds whatever the generated data says about
+the study's findings:
 
 - every row is ``ok``;
 - every row's AP is above 0.02. Floor from runs on a 2-core VM (2026-12-02): the lowest row,
