@@ -49,8 +49,9 @@ RECIPES: dict[str, Recipe] = {
     "smoke": Recipe("smoke", categories=4, instances=2, image_size=32, points=1000, steps=2,
                     batch=4, lr=2e-3),
     # The mini scale's stand-in for ImageNet. Steps sized to the 30-minute budget for all five
-    # mini backbones on 2 CPU cores (BENCHMARKS.md: about 43 CPU-minutes at 400 steps); its
-    # worth is checked by benchmarks/pretrained_start.py, never by a study finding.
+    # mini backbones on 2 CPU cores (BENCHMARKS.md: 17 min 26 s wall, 32 CPU-minutes); its
+    # worth is checked by benchmarks/pretrained_start.py (level with random weights), never
+    # by a study finding.
     "mini": Recipe("mini", categories=64, instances=24, image_size=64, points=6000, steps=400,
                    batch=32, lr=2e-3),
 }
