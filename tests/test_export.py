@@ -5,7 +5,9 @@ behind. KITPose, which ``torch.export`` cannot capture, falls back without Ray."
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import shutil
 from datetime import timedelta
@@ -50,9 +52,6 @@ def rows_of(uri: str) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def exported(results: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """The best quickstart trial exported once (``posetune export``) and what it printed."""
-    import contextlib
-    import io
-
     out = tmp_path_factory.mktemp("export") / "model"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):

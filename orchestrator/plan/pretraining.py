@@ -76,8 +76,8 @@ def ensure_start(recipe_name: str, backbone: str,
     tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True))
     tmp.replace(start.file)
     tmp_meta.replace(start.meta)
-    say(f"  built in {result.seconds:.0f} s (fractal cells labelled right: {result.final_accuracy:.2f}, "
-        f"{recipe.categories} categories): {start.file}")
+    say(f"  built in {result.seconds:.0f} s (fractal cells labelled right: "
+        f"{result.final_accuracy:.2f}, {recipe.categories} categories): {start.file}")
     return start.file, True
 
 

@@ -13,8 +13,9 @@ state dict is the start. FractalDB's own whole-image classification was tried fi
 worse than random weights on the quickstart (BENCHMARKS.md).
 
 Why this method: it needs no natural image and no download, so it can stand in for ImageNet on
-a machine that has neither; it is supervised, which trains in a few hundred steps on a CPU (the contrastive learning of Baradad et al., NeurIPS 2021, "Learning to See by
-Looking at Noise", needs large batches and long schedules); and fractals are neither lynx nor
+a machine that has neither; it is supervised, which trains in a few hundred steps on a CPU
+(the contrastive learning of Baradad et al., NeurIPS 2021, "Learning to See by Looking at
+Noise", needs large batches and long schedules); and fractals are neither lynx nor
 pose data, so the start cannot leak anything the study tests. Its task and size were chosen
 by ``benchmarks/pretrained_start.py`` alone: how fast the quickstart learns from it against
 random weights (BENCHMARKS.md), never by which way a study finding goes. At the 30-minute

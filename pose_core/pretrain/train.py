@@ -66,10 +66,10 @@ class Segmenter(nn.Module):
 def to_tensors(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
                ) -> tuple[Tensor, Tensor]:
     """(B, S, S, 3) uint8 -> (B, 3, S, S) normalised, and the label maps; each image and its
-    map flipped left-right together with p=0.5."""
+    map flipped left-right together with p=0.5 (the inputs are not written)."""
     flip = rng.integers(2, size=len(images)).astype(bool)
-    images, labels = images.copy(), labels.copy()
-    images[flip], labels[flip] = images[flip][:, :, ::-1], labels[flip][:, :, ::-1]
+    images = np.where(flip[:, None, None, None], images[:, :, ::-1], images)
+    labels = np.where(flip[:, None, None], labels[:, :, ::-1], labels)
     tensor = torch.from_numpy(images).permute(0, 3, 1, 2).float()
     mean = torch.tensor(MEAN_RGB).view(1, 3, 1, 1)
     std = torch.tensor(STD_RGB).view(1, 3, 1, 1)
